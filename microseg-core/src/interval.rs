@@ -1,0 +1,233 @@
+//! Sorted, disjoint, merged sets of inclusive integer intervals.
+//!
+//! ```
+//! use microseg_core::interval::IntervalSet;
+//! let mut s = IntervalSet::<u16>::new();
+//! s.insert(80, 80);
+//! s.insert(81, 90);
+//! s.insert(443, 443);
+//! assert_eq!(s.ranges(), &[(80, 90), (443, 443)]);
+//! assert!(s.contains(85));
+//! assert!(!s.contains(100));
+//! ```
+//!
+//! Every address group, every endpoint and every port list of a policy is
+//! normalised to these sets; the semantics, the IR and the exact diff all
+//! work on them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+
+/// An integer type usable as interval bound (`u16` ports, `u32` IPv4, `u128` IPv6).
+pub trait Bound: Copy + Ord + Debug + Default + Send + Sync + 'static {
+    /// The largest value.
+    const MAX: Self;
+    /// The smallest value.
+    const MIN: Self;
+    /// `self + 1`, or `None` at the maximum.
+    fn succ(self) -> Option<Self>;
+    /// `self - 1`, or `None` at the minimum.
+    fn pred(self) -> Option<Self>;
+}
+
+macro_rules! bound {
+    ($t:ty) => {
+        impl Bound for $t {
+            const MAX: Self = <$t>::MAX;
+            const MIN: Self = <$t>::MIN;
+            fn succ(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn pred(self) -> Option<Self> {
+                self.checked_sub(1)
+            }
+        }
+    };
+}
+bound!(u16);
+bound!(u32);
+bound!(u128);
+
+/// A set of values stored as sorted, disjoint, non-adjacent inclusive intervals.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct IntervalSet<T: Bound> {
+    ranges: Vec<(T, T)>,
+}
+
+impl<T: Bound> Debug for IntervalSet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.ranges.iter()).finish()
+    }
+}
+
+impl<T: Bound> IntervalSet<T> {
+    /// The empty set.
+    pub fn new() -> Self {
+        IntervalSet { ranges: Vec::new() }
+    }
+
+    /// The set of all values of `T`.
+    pub fn full() -> Self {
+        IntervalSet {
+            ranges: vec![(T::MIN, T::MAX)],
+        }
+    }
+
+    /// A set of one interval `lo..=hi` (empty if `lo > hi`).
+    pub fn range(lo: T, hi: T) -> Self {
+        let mut s = Self::new();
+        s.insert(lo, hi);
+        s
+    }
+
+    /// Builds a set from arbitrary (possibly overlapping, unsorted) intervals.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (T, T)>) -> Self {
+        let mut v: Vec<(T, T)> = ranges.into_iter().filter(|(a, b)| a <= b).collect();
+        v.sort_unstable();
+        let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
+        for (lo, hi) in v {
+            if let Some(last) = out.last_mut() {
+                let adjacent = last.1.succ().is_none_or(|n| lo <= n);
+                if adjacent {
+                    if hi > last.1 {
+                        last.1 = hi;
+                    }
+                    continue;
+                }
+            }
+            out.push((lo, hi));
+        }
+        IntervalSet { ranges: out }
+    }
+
+    /// The intervals, sorted, disjoint and not adjacent.
+    pub fn ranges(&self) -> &[(T, T)] {
+        &self.ranges
+    }
+
+    /// True if the set has no element.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// True if the set holds every value of `T`.
+    pub fn is_full(&self) -> bool {
+        self.ranges.len() == 1 && self.ranges[0] == (T::MIN, T::MAX)
+    }
+
+    /// Adds `lo..=hi`.
+    pub fn insert(&mut self, lo: T, hi: T) {
+        if lo > hi {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.ranges);
+        v.push((lo, hi));
+        *self = Self::from_ranges(v);
+    }
+
+    /// True if `x` is in the set (binary search).
+    pub fn contains(&self, x: T) -> bool {
+        let i = self.ranges.partition_point(|&(_, hi)| hi < x);
+        i < self.ranges.len() && self.ranges[i].0 <= x
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &Self) -> Self {
+        Self::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())
+    }
+
+    /// The intersection of two sets.
+    pub fn intersect(&self, other: &Self) -> Self {
+        let (a, b) = (&self.ranges, &other.ranges);
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < a.len() && j < b.len() {
+            let lo = a[i].0.max(b[j].0);
+            let hi = a[i].1.min(b[j].1);
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if a[i].1 < b[j].1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        IntervalSet { ranges: out }
+    }
+
+    /// The values of `self` not in `other`.
+    pub fn difference(&self, other: &Self) -> Self {
+        self.intersect(&other.complement())
+    }
+
+    /// All values of `T` not in the set.
+    pub fn complement(&self) -> Self {
+        let mut out = Vec::with_capacity(self.ranges.len() + 1);
+        let mut next = Some(T::MIN);
+        for &(lo, hi) in &self.ranges {
+            if let Some(n) = next {
+                if n < lo {
+                    out.push((n, lo.pred().expect("lo > n >= MIN")));
+                }
+            }
+            next = hi.succ();
+        }
+        if let Some(n) = next {
+            out.push((n, T::MAX));
+        }
+        IntervalSet { ranges: out }
+    }
+
+    /// True if every element of `self` is in `other`.
+    pub fn is_subset(&self, other: &Self) -> bool {
+        self.difference(other).is_empty()
+    }
+
+    /// True if the sets share an element.
+    pub fn intersects(&self, other: &Self) -> bool {
+        !self.intersect(other).is_empty()
+    }
+
+    /// The smallest element, if any.
+    pub fn first(&self) -> Option<T> {
+        self.ranges.first().map(|r| r.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adjacent_and_overlapping() {
+        let s = IntervalSet::<u16>::from_ranges([(5, 9), (1, 3), (4, 4), (20, 30), (25, 40)]);
+        assert_eq!(s.ranges(), &[(1, 9), (20, 40)]);
+    }
+
+    #[test]
+    fn complement_edges() {
+        let s = IntervalSet::<u16>::from_ranges([(0, 3), (65535, 65535)]);
+        assert_eq!(s.complement().ranges(), &[(4, 65534)]);
+        assert!(IntervalSet::<u16>::full().complement().is_empty());
+        assert!(IntervalSet::<u16>::new().complement().is_full());
+    }
+
+    #[test]
+    fn set_algebra() {
+        let a = IntervalSet::<u32>::from_ranges([(1, 10), (20, 30)]);
+        let b = IntervalSet::<u32>::from_ranges([(5, 25)]);
+        assert_eq!(a.intersect(&b).ranges(), &[(5, 10), (20, 25)]);
+        assert_eq!(a.difference(&b).ranges(), &[(1, 4), (26, 30)]);
+        assert_eq!(a.union(&b).ranges(), &[(1, 30)]);
+        assert!(IntervalSet::range(6, 9).is_subset(&a));
+        assert!(!b.is_subset(&a));
+        assert!(a.contains(30) && !a.contains(31) && !a.contains(0));
+    }
+
+    #[test]
+    fn u128_max() {
+        let s = IntervalSet::<u128>::from_ranges([(u128::MAX - 1, u128::MAX), (0, 0)]);
+        assert_eq!(s.complement().ranges(), &[(1, u128::MAX - 2)]);
+    }
+}
