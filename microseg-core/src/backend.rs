@@ -32,6 +32,9 @@ pub trait Renderer {
 }
 
 /// A backend that manages a live system.
+///
+/// `State` is a snapshot of what the policy owns on the system (enough to
+/// restore it exactly: `rollback` and failed applies use it).
 pub trait Backend: Renderer {
     /// What is installed now (only what the policy owns).
     type State;
@@ -43,6 +46,8 @@ pub trait Backend: Renderer {
     fn plan(&self, desired: &Self::Artefact, current: Option<&Self::State>) -> Result<Self::Plan, Self::Error>;
     /// Carries out a plan; all or nothing where the system allows.
     fn apply(&self, plan: &Self::Plan) -> Result<(), Self::Error>;
+    /// Puts back a snapshot taken by [`Backend::read`] (`None`: nothing installed).
+    fn restore(&self, saved: Option<&Self::State>) -> Result<(), Self::Error>;
     /// Removes everything the policy installed, nothing else.
     fn remove(&self) -> Result<(), Self::Error>;
 }

@@ -30,7 +30,7 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Binds `service` on 0.0.0.0 and [::] (v6-only) in the calling thread's namespace.
+/// Binds `service` on `0.0.0.0` and `[::]` (v6-only) in the calling thread's namespace.
 pub(crate) fn bind(service: Service) -> Result<Vec<Bound>, LabError> {
     let wildcards = [
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),

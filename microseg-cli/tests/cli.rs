@@ -1,0 +1,185 @@
+//! End-to-end tests of the `microseg` binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_microseg"))
+}
+
+fn example(name: &str) -> String {
+    format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("microseg runs")
+}
+
+fn query(policy: &str, from: &str, to: &str, port: &str) -> serde_json::Value {
+    let out = run(&["query", policy, "--from", from, "--to", to, "--port", port, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("query --json prints JSON")
+}
+
+#[test]
+fn check_three_tier_ok() {
+    let out = run(&["check", &example("three-tier.toml")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(stdout.contains("3 roles, 5 flows"), "{stdout}");
+}
+
+#[test]
+fn check_dual_stack_ok() {
+    let out = run(&["check", &example("dual-stack.toml")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The functional tests of the guide's Step 6 (and the rest of its claims).
+#[test]
+fn guide_step6_queries() {
+    let p = example("three-tier.toml");
+    let cases = [
+        ("10.10.1.10", "10.10.1.20", "tcp/8080", "allow"), // web → app
+        ("10.10.1.10", "10.10.1.30", "tcp/5432", "deny"),  // web → db blocked
+        ("10.10.1.20", "10.10.1.30", "tcp/5432", "allow"), // app → db
+        ("10.10.1.20", "1.1.1.1", "tcp/25", "deny"),       // app → internet random port
+        ("203.0.113.7", "10.10.1.10", "tcp/443", "allow"), // outside → web
+        ("203.0.113.7", "10.10.1.20", "tcp/8080", "deny"), // outside → app
+        ("203.0.113.7", "10.10.1.30", "tcp/5432", "deny"), // outside → db
+        ("10.10.0.5", "10.10.1.30", "tcp/22", "allow"),    // admin → db ssh
+        ("10.10.1.30", "10.10.2.50", "tcp/2500", "allow"), // db → backup (veeam)
+        ("10.10.1.20", "10.10.2.50", "tcp/2500", "deny"),  // app → backup
+        ("10.10.1.20", "10.10.1.30", "tcp/3306", "allow"), // app → db mysql
+        ("10.10.1.30", "10.10.1.20", "tcp/8080", "deny"),  // db → app
+    ];
+    for (from, to, port, want) in cases {
+        let v = query(&p, from, to, port);
+        assert_eq!(v["verdict"], want, "{from} -> {to} {port}: {v}");
+    }
+}
+
+#[test]
+fn query_explains() {
+    let v = query(&example("three-tier.toml"), "10.10.1.10", "10.10.1.30", "tcp/5432");
+    // web may not send it (default), db may not receive it either.
+    assert_eq!(v["sender"]["verdict"], "drop");
+    assert_eq!(v["sender"]["reasons"][0], "default");
+    let v = query(&example("three-tier.toml"), "10.10.1.20", "10.10.1.30", "tcp/5432");
+    assert_eq!(v["receiver"]["reasons"][0], "flow \"app-to-db\" (allow)");
+    let out = run(&["query", &example("three-tier.toml"), "--from", "10.10.1.20", "--to", "10.10.1.30", "--port", "tcp/5432"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ALLOW") && text.contains("app-to-db"), "{text}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["query", &example("three-tier.toml"), "--from", "10.0.0.1", "--to", "2001:db8::1", "--port", "tcp/1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["compile", &example("three-tier.toml")]);
+    assert_eq!(out.status.code(), Some(2), "--role or --host is required");
+    let out = run(&["query", &example("three-tier.toml"), "--from", "10.0.0.1", "--to", "10.0.0.2", "--port", "80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp/80"));
+}
+
+#[test]
+fn unknown_role_exits_1_with_suggestion() {
+    let out = run(&["compile", &example("three-tier.toml"), "--role", "wbe"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"web\""));
+}
+
+#[test]
+fn invalid_policy_exits_1_located() {
+    let dir = std::env::temp_dir().join(format!("microseg-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "version = 1\n[groups]\nweb = [\"10.10.1.10/28\"]\n[roles.wbe]\n").unwrap();
+    let out = run(&["check", f.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:8: error:") && err.contains("did you mean \"10.10.1.0/28\""), "{err}");
+    assert!(err.contains("bad.toml:4:8: error: role \"wbe\" has no hosts"), "{err}");
+}
+
+#[test]
+fn matrix_three_tier() {
+    let out = run(&["matrix", &example("three-tier.toml"), "--json"]);
+    assert!(out.status.success());
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = |from: &str, to: &str| {
+        m["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["from"] == from && c["to"] == to)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(cell("web", "app")["always"], serde_json::json!(["tcp/8080", "icmp"]));
+    assert_eq!(cell("app", "db")["always"], serde_json::json!(["tcp/3306", "tcp/5432", "icmp"]));
+    assert_eq!(cell("outside", "db")["always"], serde_json::json!(["icmp"]));
+    assert_eq!(cell("admin", "db")["always"], serde_json::json!(["tcp/22", "icmp"]));
+    let out = run(&["matrix", &example("three-tier.toml")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
+}
+
+/// A throw-away network namespace, deleted on drop (also on panic).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("mscli-{}-{tag}", std::process::id());
+        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip runs");
+        assert!(st.success(), "ip netns add {name} failed (these tests need root)");
+        Netns(name)
+    }
+
+    fn nft(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft runs");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn compiled_rulesets_pass_nft_check() {
+    let ns = Netns::new("check");
+    for (file, roles) in [
+        ("three-tier.toml", &["web", "app", "db"][..]),
+        ("dual-stack.toml", &["web", "api", "store"][..]),
+    ] {
+        for role in roles {
+            for (format, nft_args) in [("nft", &["-c", "-f", "-"][..]), ("nft-json", &["-j", "-c", "-f", "-"][..])] {
+                let out = run(&["compile", &example(file), "--role", role, "--format", format]);
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let res = ns.nft(nft_args, &out.stdout);
+                assert!(
+                    res.status.success(),
+                    "{file} role {role} --format {format} rejected by nft: {}\n{}",
+                    String::from_utf8_lossy(&res.stderr),
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+    }
+    // Per-host compile of a host too.
+    let out = run(&["compile", &example("three-tier.toml"), "--host", "10.10.1.31", "--format", "nft"]);
+    assert!(ns.nft(&["-c", "-f", "-"], &out.stdout).status.success());
+}
