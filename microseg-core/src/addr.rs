@@ -131,7 +131,16 @@ pub fn parse_addr_entry(text: &str) -> Result<AddrEntry, AddrEntryError> {
             ))),
         };
     }
-    if t.contains('/') {
+    if let Some((a, len)) = t.split_once('/') {
+        if let (Ok(addr), Ok(len)) = (a.parse::<IpAddr>(), len.parse::<u32>()) {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                let fam = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(AddrEntryError(format!(
+                    "{text:?}: prefix length {len} is too long; {fam} prefixes are 0-{max}"
+                )));
+            }
+        }
         let net: IpNet = t.parse().map_err(|_| {
             AddrEntryError(format!(
                 "{text:?} is not a CIDR network: expected ADDRESS/PREFIX such as 10.0.0.0/24 or 2001:db8::/64"

@@ -206,9 +206,8 @@ impl Reader {
             match k.name.as_str() {
                 "version" => {
                     version_seen = true;
-                    if let Some(n) = self.int(v, "version", "version") {
-                        doc.version = n;
-                    }
+                    // A mistyped version is reported once; don't also call it unsupported.
+                    doc.version = self.int(v, "version", "version").unwrap_or(1);
                 }
                 "table" => doc.table = self.string(v, "table", "table"),
                 "groups" => doc.groups = self.named_lists(v, "groups", "group", "[\"10.0.0.0/24\", \"10.0.1.5\"]"),
@@ -352,9 +351,11 @@ impl Reader {
                 }
             }
             if !has_from {
+                self.broken(&format!("{p}.from"));
                 self.err(item.pos, format!("flow #{} has no \"from\": add from = \"GROUP\" (or \"any\")", i + 1));
             }
             if !has_to {
+                self.broken(&format!("{p}.to"));
                 self.err(item.pos, format!("flow #{} has no \"to\": add to = \"GROUP\" (or \"any\")", i + 1));
             }
             out.push(flow);
@@ -378,7 +379,17 @@ impl Reader {
                             self.mark(&p, v.pos);
                             Some(LogDoc::Switch(*x))
                         }
-                        _ => self.log(v, &p).map(LogDoc::Settings),
+                        NodeKind::Table(_) => self.log(v, &p).map(LogDoc::Settings),
+                        other => {
+                            self.err(
+                                v.pos,
+                                format!(
+                                    "baseline.log must be false or a table like {{ prefix = \"microseg\", rate = \"10/second\" }}, found {}",
+                                    other.type_name()
+                                ),
+                            );
+                            None
+                        }
                     }
                 }
                 _ => {}

@@ -363,14 +363,19 @@ fn resolve_groups(doc: &PolicyDoc, cx: &mut Ctx) -> BTreeMap<String, AddrSet> {
             let ep = format!("{path}[{j}]");
             if let Some(inc) = e.strip_prefix('@') {
                 if !doc.groups.contains_key(inc) {
-                    let hint = suggestion(inc, doc.groups.keys().map(|s| s.as_str()));
+                    let mut hint = suggestion(inc, doc.groups.keys().map(|s| s.as_str()));
+                    if hint.is_empty() {
+                        hint = format!("; known groups: {}", list_or_none(doc.groups.keys()));
+                    }
                     cx.err(cx.at(&ep), format!("group \"{name}\" includes unknown group \"@{inc}\"{hint}"));
                     continue;
                 }
                 if let Some(k) = stack.iter().position(|s| s == inc) {
                     let mut cycle: Vec<String> = stack[k..].to_vec();
                     cycle.push(inc.to_string());
-                    if reported.insert(cycle[..cycle.len() - 1].iter().min().cloned().unwrap_or_default()) {
+                    let mut members: Vec<String> = cycle[..cycle.len() - 1].to_vec();
+                    members.sort();
+                    if reported.insert(members.join(",")) {
                         cx.err(
                             cx.at(&ep),
                             format!(
