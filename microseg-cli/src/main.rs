@@ -12,7 +12,9 @@
 //! as asked, 2 usage error.
 #![forbid(unsafe_code)]
 
+use backend_nft::NftRenderer;
 use clap::{Parser, Subcommand, ValueEnum};
+use microseg_core::backend::Renderer;
 use microseg_core::ir::{self, Target};
 use microseg_core::ports::Proto;
 use microseg_core::semantics::{Connection, Decision, SideDecision};
@@ -30,6 +32,9 @@ enum CliError {
     /// The nftables backend failed.
     #[error("{0}")]
     Nft(#[from] backend_nft::NftError),
+    /// The verification lab failed.
+    #[error("{0}")]
+    Verify(#[from] microseg_verify::VerifyError),
     /// Bad usage that clap cannot see (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -85,6 +90,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build throw-away network namespaces, install the compiled rules, probe
+    /// every host pair with real connections and compare with the policy (root).
+    Verify {
+        /// The policy file.
+        policy: PathBuf,
+        /// The backend that installs the rules.
+        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
+        backend: BackendKind,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Who may reach whom on which ports (roles and named groups).
     Matrix {
         /// The policy file.
@@ -114,6 +131,12 @@ impl TargetArgs {
             (None, None) => unreachable!("clap requires one of --role/--host"),
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    /// nftables (the kernel's nf_tables through `nft -j`).
+    Nft,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -162,12 +185,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let p = load(&policy)?;
             let rs = ir::compile(&p, &target.target())?;
             let out = match format {
-                CompileFormat::Nft => backend_nft::to_nft_text(&rs)?,
-                CompileFormat::NftJson => {
-                    use microseg_core::backend::Renderer;
-                    let art = backend_nft::NftRenderer::default().render(&rs)?;
-                    backend_nft::to_json(&art)?
-                }
+                CompileFormat::Nft => backend_nft::to_nft_text(&NftRenderer.render(&rs)?),
+                CompileFormat::NftJson => backend_nft::to_json(&NftRenderer.render(&rs)?),
                 CompileFormat::Ir => serde_json::to_string_pretty(&rs).expect("IR serialises"),
             };
             print!("{out}");
@@ -188,6 +207,23 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 print!("{}", query_text(&c, &d));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { policy, backend, json } => {
+            let p = load(&policy)?;
+            let BackendKind::Nft = backend;
+            let install = |lab: &microseg_lab::Lab, host: &str, rs: &microseg_core::ir::HostRuleset| {
+                let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
+                let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
+                backend_nft::Nft::in_netns(ns).apply_json(&art).map_err(|e| e.to_string())
+            };
+            let report = microseg_verify::verify(&p, &install)?;
+            if json {
+                let v = serde_json::json!({ "ok": report.ok(), "mismatches": report.mismatches(), "report": report });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Matrix { policy, json } => {
             let p = load(&policy)?;

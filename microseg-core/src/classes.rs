@@ -96,20 +96,21 @@ pub fn port_classes(sets: &[&PortSet]) -> Vec<(Proto, PortSet)> {
 /// A representative address of a class, avoiding loopback addresses and `avoid`
 /// where the class allows. `None` if the class is empty.
 pub fn representative(class: &AddrSet, avoid: Option<IpAddr>) -> Option<IpAddr> {
+    // Prefer an inner address (lo+1) over a network-looking lower end.
     let mut candidates: Vec<IpAddr> = Vec::new();
     for &(lo, hi) in class.v4.ranges().iter().take(4) {
-        candidates.push(IpAddr::V4(Ipv4Addr::from(lo)));
-        candidates.push(IpAddr::V4(Ipv4Addr::from(hi)));
         if hi > lo {
             candidates.push(IpAddr::V4(Ipv4Addr::from(lo + 1)));
         }
+        candidates.push(IpAddr::V4(Ipv4Addr::from(lo)));
+        candidates.push(IpAddr::V4(Ipv4Addr::from(hi)));
     }
     for &(lo, hi) in class.v6.ranges().iter().take(4) {
-        candidates.push(IpAddr::V6(Ipv6Addr::from(lo)));
-        candidates.push(IpAddr::V6(Ipv6Addr::from(hi)));
         if hi > lo {
             candidates.push(IpAddr::V6(Ipv6Addr::from(lo + 1)));
         }
+        candidates.push(IpAddr::V6(Ipv6Addr::from(lo)));
+        candidates.push(IpAddr::V6(Ipv6Addr::from(hi)));
     }
     // Loopback addresses outside 127.0.0.0/8 and ::1 do not exist; avoid them and `avoid`.
     let ok = |a: &IpAddr| !a.is_loopback() && Some(*a) != avoid;

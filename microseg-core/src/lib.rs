@@ -31,6 +31,7 @@ pub mod addr;
 pub mod backend;
 pub mod classes;
 pub mod diag;
+pub mod diff;
 pub mod doc;
 pub mod document;
 pub mod interval;
@@ -40,6 +41,7 @@ mod load;
 pub mod matrix;
 mod model;
 pub mod ports;
+pub mod reserved;
 mod resolve;
 pub mod semantics;
 

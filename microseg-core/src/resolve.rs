@@ -20,7 +20,7 @@ pub const LOG_PREFIX_MAX: usize = 32;
 pub const DEFAULT_EGRESS: &[&str] = &["udp/53", "udp/123", "tcp/80", "tcp/443"];
 /// The syslog levels nftables accepts.
 pub const LOG_LEVELS: &[&str] = &[
-    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
 ];
 
 struct Ctx<'a> {
@@ -103,8 +103,14 @@ pub(crate) fn resolve(
         );
     }
     let table = doc.table.clone().unwrap_or_else(|| "microseg".to_string());
-    if doc.table.is_some() {
-        cx.check_name(&table, "table", cx.at("table"), TABLE_MAX);
+    if doc.table.is_some()
+        && cx.check_name(&table, "table", cx.at("table"), TABLE_MAX)
+        && crate::reserved::is_nft_keyword(&table)
+    {
+        cx.err(
+            cx.at("table"),
+            format!("table name \"{table}\" is an nftables keyword, which nft cannot use as a table name; choose another name"),
+        );
     }
 
     // Groups, with @includes.
@@ -566,11 +572,11 @@ fn resolve_baseline(doc: &PolicyDoc, table: &str, cx: &mut Ctx) -> Baseline {
 fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
     let p = "baseline.log";
     if let Some(prefix) = &s.prefix {
-        let bad = prefix.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\');
+        let bad = prefix.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$');
         if let Some(c) = bad {
             cx.err(
                 cx.at(&format!("{p}.prefix")),
-                format!("log prefix contains {c:?}: use printable ASCII without quotes or backslashes"),
+                format!("log prefix contains {c:?}: use printable ASCII without quotes, backslashes or '$'"),
             );
         } else if prefix.len() > LOG_PREFIX_MAX {
             cx.err(

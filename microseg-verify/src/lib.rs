@@ -18,9 +18,11 @@
 //! group used in flows, and one outside host (a documentation address in no
 //! group). Ports: both ends of every port range of the flows and egress lists,
 //! plus closed control ports; ICMP and ICMPv6. Expected outcome per probe:
-//! [`Policy::decide`]; observed: the connection opened (`allow`), was refused
-//! (`reject`) or timed out (`drop`). TCP and UDP must match the verdict exactly;
-//! ICMP must match allowed/denied.
+//! [`Policy::decide`]; observed: the connection opened (`accept`), was refused
+//! (`reject`) or timed out / failed locally (`drop`). TCP, and UDP denied by
+//! the receiver, must match the verdict exactly; ICMP, and UDP denied by the
+//! sender (whose own reject fails the send like a drop), must match
+//! allowed/denied.
 #![forbid(unsafe_code)]
 
 use microseg_core::addr::AddrSet;
@@ -397,10 +399,19 @@ pub fn verify(policy: &Policy, installer: &dyn Installer) -> Result<Report, Veri
                 Outcome::Refused => Verdict::Reject,
                 Outcome::Timeout => Verdict::Drop,
             };
-            let ok = if c.proto.is_icmp() {
-                (expected == Verdict::Accept) == (observed == Verdict::Accept)
-            } else {
+            // A sending host's own reject of UDP/ICMP is not observable as such:
+            // the kernel fails the send (EPERM) exactly as for a drop. There,
+            // and for ICMP, only allowed/denied is compared.
+            let decision = policy.decide(&c);
+            let sender_denies = decision
+                .sender
+                .as_ref()
+                .is_some_and(|s| s.verdict != Verdict::Accept);
+            let exact = matches!(c.proto, Proto::Tcp(_)) || (matches!(c.proto, Proto::Udp(_)) && !sender_denies);
+            let ok = if exact {
                 expected == observed
+            } else {
+                (expected == Verdict::Accept) == (observed == Verdict::Accept)
             };
             ProbeResult {
                 from,
