@@ -34,6 +34,7 @@ pub mod diag;
 pub mod diff;
 pub mod doc;
 pub mod document;
+pub mod hardening;
 pub mod interval;
 pub mod ir;
 pub mod lint;
