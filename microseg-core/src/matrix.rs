@@ -155,23 +155,40 @@ pub fn matrix(policy: &Policy) -> Matrix {
             let dst_classes: Vec<&AddrSet> = classes.iter().filter(|c| c.is_subset(&dst.addrs) && !c.is_empty()).collect();
             let mut always: Option<PortSet> = None;
             let mut union = PortSet::default();
+            let (mut seen_v4, mut seen_v6) = (false, false);
             for sc in &src_classes {
                 for dc in &dst_classes {
-                    if crate::classes::family_of(sc) != crate::classes::family_of(dc) {
+                    let fam = crate::classes::family_of(sc);
+                    if fam != crate::classes::family_of(dc) {
                         continue;
                     }
                     if let Some(p) = allowed(sc, dc) {
-                        // ICMP of the other family cannot happen between these classes.
-                        let p = restrict_icmp(p, crate::classes::family_of(sc));
+                        // The other family's ICMP cannot occur between these
+                        // classes: leave it out of the union, and neutral
+                        // (present) for the intersection.
+                        let p = restrict_icmp(p, fam);
                         union = union.union(&p);
+                        let mut neutral = p.clone();
+                        match fam {
+                            crate::addr::Family::V4 => {
+                                seen_v4 = true;
+                                neutral.icmpv6 = true;
+                            }
+                            crate::addr::Family::V6 => {
+                                seen_v6 = true;
+                                neutral.icmp = true;
+                            }
+                        }
                         always = Some(match always {
-                            None => p,
-                            Some(a) => a.intersect(&p),
+                            None => neutral,
+                            Some(a) => a.intersect(&neutral),
                         });
                     }
                 }
             }
-            let always = always.unwrap_or_default();
+            let mut always = always.unwrap_or_default();
+            always.icmp &= seen_v4;
+            always.icmpv6 &= seen_v6;
             cells.push(Cell {
                 from: src.name.clone(),
                 to: dst.name.clone(),
