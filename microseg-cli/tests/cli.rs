@@ -183,3 +183,29 @@ fn compiled_rulesets_pass_nft_check() {
     let out = run(&["compile", &example("three-tier.toml"), "--host", "10.10.1.31", "--format", "nft"]);
     assert!(ns.nft(&["-c", "-f", "-"], &out.stdout).status.success());
 }
+
+#[test]
+fn graph_svg_and_dot() {
+    let out = run(&["graph", &example("three-tier.toml")]);
+    assert!(out.status.success());
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..80.min(svg.len())]);
+    let checked_in = std::fs::read_to_string(format!("{}/../docs/three-tier.svg", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert_eq!(svg.trim_end(), checked_in.trim_end(), "docs/three-tier.svg is the command's output");
+    let out = run(&["graph", &example("three-tier.toml"), "--format", "dot"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"web\" -> \"app\""));
+}
+
+#[test]
+fn compile_sysctl_of_hardening() {
+    let dir = std::env::temp_dir().join(format!("microseg-cli-sysctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("h.toml");
+    std::fs::write(&f, "version = 1\nhardening = { rp_filter = \"loose\" }\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n").unwrap();
+    let out = run(&["compile", f.to_str().unwrap(), "--role", "web", "--format", "sysctl"]);
+    std::fs::remove_dir_all(&dir).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("net.ipv4.conf.all.rp_filter = 2"), "{text}");
+    assert!(text.contains("net.ipv4.conf.all.accept_redirects = 0"), "{text}");
+    assert!(text.contains("net.ipv4.tcp_syncookies = 1"), "{text}");
+}
