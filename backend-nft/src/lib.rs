@@ -37,15 +37,31 @@
 //!
 //! Load the JSON with `nft -j -f -` ([`Nft::apply_json`]) or the script with
 //! `nft -f -` ([`Nft::apply_text`]).
+//!
+//! On a live system, [`NftBackend`] implements the core's
+//! [`Backend`](microseg_core::backend::Backend): it reads only the policy's
+//! table (`nft -j list table inet T`, as an [`NftState`]), plans
+//! ([`NftPlan`]: unchanged, an element delta when only set members differ —
+//! rules, counters and established connections untouched — or an atomic
+//! replacement), applies a plan as one `nft -j -f -` transaction (nft's
+//! stderr in the error), restores snapshots and removes the table. Drift
+//! ([`NftBackend::drift`]) and plans compare a normal form that ignores
+//! handles and counter values; hit counters are summed per rule comment
+//! ([`NftState::hits`]). The lowering writes every rule the way `nft list`
+//! prints it back, so a listed snapshot restores exactly.
 #![forbid(unsafe_code)]
 
 mod exec;
 pub use microseg_core::reserved as keywords;
 mod lower;
+mod manage;
+mod state;
 mod text;
 
 pub use exec::Nft;
 pub use keywords::is_nft_keyword;
+pub use manage::{NftBackend, NftPlan, NftPlanKind, NftReplacement, SetDelta};
+pub use state::{Hits, NftDifference, NftState};
 
 use microseg_core::backend::Renderer;
 use microseg_core::ir::{HostRuleset, Target};
@@ -159,6 +175,22 @@ pub enum NftError {
         /// What it printed on stderr (nft's error with the offending line).
         stderr: String,
     },
+    /// A plan or snapshot is for another table than the backend manages.
+    #[error("table mismatch: this backend manages table inet {expected}, not {found}")]
+    TableMismatch {
+        /// The backend's table.
+        expected: String,
+        /// The table of the artefact or snapshot.
+        found: String,
+    },
+    /// A listing or saved snapshot of the table cannot be used.
+    #[error("snapshot of table inet {table} cannot be used: {message}")]
+    State {
+        /// The table.
+        table: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A command printed JSON that could not be read.
     #[error("`{command}` printed JSON that cannot be read: {source}")]
     Output {
@@ -221,6 +253,29 @@ pub struct NftArtefact {
 }
 
 impl NftArtefact {
+    /// An artefact from a hand-made document (e.g. to load something the
+    /// renderer would never produce, such as a fault in a test).
+    ///
+    /// ```
+    /// use backend_nft::NftArtefact;
+    /// use microseg_core::ir::Target;
+    /// let doc: nftables::schema::Nftables = serde_json::from_str(
+    ///     r#"{"nftables": [{"add": {"table": {"family": "inet", "name": "ms"}}}]}"#).unwrap();
+    /// let a = NftArtefact::from_document("ms", Target::Role("web".into()), doc);
+    /// assert_eq!(a.table(), "ms");
+    /// ```
+    pub fn from_document(
+        table: impl Into<String>,
+        target: Target,
+        document: Nftables<'static>,
+    ) -> NftArtefact {
+        NftArtefact {
+            table: table.into(),
+            target,
+            document,
+        }
+    }
+
     /// The table (in family `inet`) the document replaces.
     ///
     /// ```

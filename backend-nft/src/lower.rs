@@ -369,26 +369,24 @@ impl Lowerer<'_> {
                 };
                 vec![match_eq(meta(key), string("lo"))]
             }
-            // nft-syntax: meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, …, packet-too-big }
-            // (`meta nfproto ipv6` first: in inet, l4proto 58 in an IPv4 packet is not ICMPv6.)
-            RuleMatch::Icmpv6Infra => vec![
-                match_eq(meta(MetaKey::Nfproto), string("ipv6")),
-                match_eq(meta(MetaKey::L4proto), string("ipv6-icmp")),
-                match_eq(
-                    payload("icmpv6", "type"),
-                    Expression::Named(NamedExpression::Set(
-                        ICMPV6_INFRA
-                            .iter()
-                            .map(|t| SetItem::Element(string(*t)))
-                            .collect(),
-                    )),
-                ),
-            ],
+            // nft-syntax: icmpv6 type { nd-router-solicit, …, packet-too-big }
+            // (in inet, nft adds the dependencies `meta nfproto ipv6 meta l4proto
+            // ipv6-icmp` itself, and lists the rule back exactly like this).
+            RuleMatch::Icmpv6Infra => vec![match_eq(
+                payload("icmpv6", "type"),
+                Expression::Named(NamedExpression::Set(
+                    ICMPV6_INFRA
+                        .iter()
+                        .map(|t| SetItem::Element(string(*t)))
+                        .collect(),
+                )),
+            )],
             RuleMatch::Packet(p) => self.packet(p, label)?,
         })
     }
 
-    // nft-syntax: [meta nfproto ipv4] [ip saddr @a_v4] [ip daddr @b_v4] tcp dport { 80, 443 } | meta l4proto icmp
+    // nft-syntax: [meta nfproto ipv4] [ip saddr @a_v4] [ip daddr @b_v4] tcp dport { 80, 443 }
+    // nft-syntax: [ip saddr @a_v4] meta l4proto icmp [meta nfproto ipv4]
     fn packet(&self, p: &PacketMatch, label: &str) -> Result<Vec<Statement<'static>>, NftError> {
         let family = p.family.or(p.proto.family());
         let mut out = Vec::new();
@@ -412,12 +410,14 @@ impl Lowerer<'_> {
             out.push(match_eq(payload(proto, field), string(format!("@{name}"))));
             implied = true;
         }
-        if let (Some(f), false) = (family, implied) {
-            let nfproto = match f {
-                Family::V4 => "ipv4",
-                Family::V6 => "ipv6",
-            };
-            out.insert(0, match_eq(meta(MetaKey::Nfproto), string(nfproto)));
+        let nfproto = match (family, implied) {
+            (Some(Family::V4), false) => Some(match_eq(meta(MetaKey::Nfproto), string("ipv4"))),
+            (Some(Family::V6), false) => Some(match_eq(meta(MetaKey::Nfproto), string("ipv6"))),
+            _ => None,
+        };
+        let icmp = matches!(p.proto, ProtoMatch::Icmp | ProtoMatch::Icmpv6);
+        if let (Some(m), false) = (&nfproto, icmp) {
+            out.insert(0, m.clone());
         }
         match &p.proto {
             ProtoMatch::Tcp(s) | ProtoMatch::Udp(s) if s.is_empty() => {
@@ -427,6 +427,13 @@ impl Lowerer<'_> {
             ProtoMatch::Udp(s) => out.push(match_eq(payload("udp", "dport"), ports(s))),
             ProtoMatch::Icmp => out.push(match_eq(meta(MetaKey::L4proto), string("icmp"))),
             ProtoMatch::Icmpv6 => out.push(match_eq(meta(MetaKey::L4proto), string("ipv6-icmp"))),
+        }
+        // ICMP: the family match goes after `meta l4proto`. nft 1.0.6 lists
+        // `meta nfproto ipv4 meta l4proto icmp` as `meta l4proto icmp` (it takes
+        // the family match for a dependency it may elide), so a listing loaded
+        // back would lose it; in this order it is listed, and restored, as is.
+        if let (Some(m), true) = (nfproto, icmp) {
+            out.push(m);
         }
         Ok(out)
     }

@@ -143,6 +143,11 @@ fn statement(s: &Statement) -> String {
     }
 }
 
+/// Statements as one line of nft text.
+pub(crate) fn statements(stmts: &[Statement]) -> String {
+    stmts.iter().map(statement).collect::<Vec<_>>().join(" ")
+}
+
 /// Prints a set's elements, four to a line.
 fn elements(items: &[Expression]) -> String {
     let parts: Vec<String> = items.iter().map(|e| expr(e, false)).collect();

@@ -1,10 +1,17 @@
-//! `microseg`: check, compile, query and show microsegmentation policies.
+//! `microseg`: check, compile, query and show microsegmentation policies,
+//! and apply them to this host.
 //!
 //! ```text
 //! microseg check examples/three-tier.toml
 //! microseg compile examples/three-tier.toml --role web --format nft
 //! microseg query examples/three-tier.toml --from 10.10.1.10 --to 10.10.1.30 --port tcp/5432
 //! microseg matrix examples/three-tier.toml
+//! microseg apply examples/three-tier.toml --role auto --dry-run
+//! microseg apply examples/three-tier.toml --role web --confirm-timeout 60
+//! microseg confirm
+//! microseg status
+//! microseg rollback
+//! microseg remove
 //! ```
 //!
 //! A thin layer over the crates: every subcommand parses its flags, calls the
@@ -19,9 +26,11 @@ use microseg_core::ir::{self, Target};
 use microseg_core::ports::Proto;
 use microseg_core::semantics::{Connection, Decision, SideDecision};
 use microseg_core::{Policy, Severity};
+use microseg_host::{ApplyOptions, ConfirmOptions, Host, Persist, StateDir, TimerCommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Errors of the command line layer.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +44,9 @@ enum CliError {
     /// The verification lab failed.
     #[error("{0}")]
     Verify(#[from] microseg_verify::VerifyError),
+    /// Applying to this host failed or was refused.
+    #[error("{0}")]
+    Host(#[from] microseg_host::HostError),
     /// Bad usage that clap cannot see (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -44,7 +56,11 @@ enum CliError {
 }
 
 #[derive(Parser)]
-#[command(name = "microseg", version, about = "One declarative microsegmentation policy → least-privilege host firewalls")]
+#[command(
+    name = "microseg",
+    version,
+    about = "One declarative microsegmentation policy → least-privilege host firewalls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,6 +118,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw the segmentation: roles and groups as nodes, allowed flows as edges.
+    Graph {
+        /// The policy file.
+        policy: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
+        format: GraphFormat,
+    },
     /// Who may reach whom on which ports (roles and named groups).
     Matrix {
         /// The policy file.
@@ -110,6 +134,151 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make this host's firewall match the policy (root): plan, snapshot,
+    /// one atomic transaction, record, persist for boot.
+    ///
+    /// Only set members changed: an incremental update (counters and
+    /// connections untouched); otherwise the policy's table is replaced
+    /// atomically. Refused (exit 1) when SSH_CONNECTION is set and the
+    /// session's client could not log in again, unless --force.
+    Apply {
+        /// The policy file.
+        policy: PathBuf,
+        #[command(flatten)]
+        target: ApplyTarget,
+        /// The backend that enforces the rules.
+        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
+        backend: BackendKind,
+        /// Print the plan (replace or element delta, with the elements); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Restore the previous state unless `microseg confirm` runs within SECS seconds
+        /// (a detached timer does it, even if this shell is cut off).
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        confirm_timeout: Option<Duration>,
+        /// Apply even if the running SSH session's client would lose access.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        persist: PersistArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Test hook: hold the lock this long before applying.
+        #[arg(long, hide = true, value_name = "MS")]
+        test_hold_lock_ms: Option<u64>,
+    },
+    /// Keep the change applied with --confirm-timeout.
+    Confirm {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Restore the state saved before the last apply (or remove) that changed something.
+    Rollback {
+        /// The backend.
+        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
+        backend: BackendKind,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// What is installed, whether it drifted from what was applied (exit 1 if
+    /// so), and hit counters per flow.
+    Status {
+        /// The backend.
+        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
+        backend: BackendKind,
+        /// The policy's table (default: the one recorded by the last apply, else `microseg`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Remove everything the policy installed (its table and boot file), nothing else.
+    Remove {
+        /// The backend.
+        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
+        backend: BackendKind,
+        /// The policy's table (default: the one recorded by the last apply, else `microseg`).
+        #[arg(long)]
+        table: Option<String>,
+        #[command(flatten)]
+        persist: PersistArgs,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// The confirm timer (started detached by `apply --confirm-timeout`).
+    #[command(name = "__confirm-timer", hide = true)]
+    ConfirmTimer {
+        /// The state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The pending change.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ApplyTarget {
+    /// Compile for every host of this role; `auto`: for the one address of
+    /// this host (`ip -j addr`) that the policy manages.
+    #[arg(long)]
+    role: Option<String>,
+    /// Compile for one host address (the union of its roles).
+    #[arg(long)]
+    host: Option<IpAddr>,
+}
+
+#[derive(clap::Args)]
+struct PersistArgs {
+    /// Write the ruleset for boot to PATH (default for nft: /etc/nftables.d/TABLE.nft,
+    /// loaded by nftables.service once /etc/nftables.conf has
+    /// `include "/etc/nftables.d/*.nft"`); the previous file is kept as PATH.bak.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_persist")]
+    persist: Option<PathBuf>,
+    /// Do not write a boot file (the change is lost at reboot).
+    #[arg(long)]
+    no_persist: bool,
+}
+
+impl PersistArgs {
+    fn choice(&self) -> Persist {
+        match (&self.persist, self.no_persist) {
+            (Some(p), _) => Persist::To(p.clone()),
+            (None, true) => Persist::Off,
+            (None, false) => Persist::Default,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    /// Where snapshots and records live (default: $MICROSEG_STATE_DIR, else /var/lib/microseg).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Wait at most SECS for another microseg apply/confirm/rollback/remove to finish.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    lock_timeout: Duration,
+}
+
+impl StateArgs {
+    fn dir(&self) -> StateDir {
+        StateDir::resolve(self.state_dir.clone())
+    }
+}
+
+/// Seconds: a non-negative number (decimals allowed), at most a day.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{s} is out of range: 0 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 #[derive(clap::Args)]
@@ -134,6 +303,14 @@ impl TargetArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// SVG, laid out and drawn in-process.
+    Svg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum BackendKind {
     /// nftables (the kernel's nf_tables through `nft -j`).
     Nft,
@@ -147,6 +324,8 @@ enum CompileFormat {
     NftJson,
     /// The backend-neutral IR as JSON.
     Ir,
+    /// The sysctl.d file of the policy's `hardening` (empty without it).
+    Sysctl,
 }
 
 fn main() -> ExitCode {
@@ -180,42 +359,76 @@ fn load(path: &PathBuf) -> Result<Policy, CliError> {
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Check { policy, json, strict } => check(&policy, json, strict),
-        Command::Compile { policy, target, format } => {
+        Command::Check {
+            policy,
+            json,
+            strict,
+        } => check(&policy, json, strict),
+        Command::Compile {
+            policy,
+            target,
+            format,
+        } => {
             let p = load(&policy)?;
             let rs = ir::compile(&p, &target.target())?;
             let out = match format {
                 CompileFormat::Nft => backend_nft::to_nft_text(&NftRenderer.render(&rs)?),
                 CompileFormat::NftJson => backend_nft::to_json(&NftRenderer.render(&rs)?),
                 CompileFormat::Ir => serde_json::to_string_pretty(&rs).expect("IR serialises"),
+                CompileFormat::Sysctl => match &p.hardening {
+                    Some(h) => microseg_core::hardening::sysctl_file(h, &p.table),
+                    None => {
+                        eprintln!("note: the policy has no `hardening` key: sysctl is left alone");
+                        String::new()
+                    }
+                },
             };
+            if out.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
             print!("{out}");
             if !out.ends_with('\n') {
                 println!();
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query { policy, from, to, port, json } => {
+        Command::Query {
+            policy,
+            from,
+            to,
+            port,
+            json,
+        } => {
             let p = load(&policy)?;
             let proto: Proto = port.parse().map_err(CliError::Usage)?;
             let c = Connection::new(from, to, proto);
             c.validate().map_err(CliError::Usage)?;
             let d = p.decide(&c);
             if json {
-                println!("{}", serde_json::to_string_pretty(&query_json(&c, &d)).expect("serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&query_json(&c, &d)).expect("serialises")
+                );
             } else {
                 print!("{}", query_text(&c, &d));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { policy, backend, json } => {
+        Command::Verify {
+            policy,
+            backend,
+            json,
+        } => {
             let p = load(&policy)?;
             let BackendKind::Nft = backend;
-            let install = |lab: &microseg_lab::Lab, host: &str, rs: &microseg_core::ir::HostRuleset| {
-                let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
-                let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
-                backend_nft::Nft::in_netns(ns).apply_json(&art).map_err(|e| e.to_string())
-            };
+            let install =
+                |lab: &microseg_lab::Lab, host: &str, rs: &microseg_core::ir::HostRuleset| {
+                    let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
+                    let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
+                    backend_nft::Nft::in_netns(ns)
+                        .apply_json(&art)
+                        .map_err(|e| e.to_string())
+                };
             let report = microseg_verify::verify(&p, &install)?;
             if json {
                 let v = serde_json::json!({ "ok": report.ok(), "mismatches": report.mismatches(), "report": report });
@@ -223,7 +436,134 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 print!("{}", report.to_text());
             }
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Apply {
+            policy,
+            target,
+            backend,
+            dry_run,
+            confirm_timeout,
+            force,
+            persist,
+            state,
+            test_hold_lock_ms,
+        } => {
+            let p = load(&policy)?;
+            let target = match (target.role.as_deref(), target.host) {
+                (Some("auto"), _) => {
+                    microseg_host::auto::auto_target(&p, &microseg_host::auto::local_addresses()?)?
+                }
+                (Some(r), _) => Target::Role(r.to_string()),
+                (None, Some(h)) => Target::Host(h),
+                (None, None) => unreachable!("clap requires one of --role/--host"),
+            };
+            let rs = ir::compile(&p, &target)?;
+            let confirm = match confirm_timeout {
+                Some(t) if t.is_zero() => {
+                    return Err(CliError::Usage(
+                        "--confirm-timeout must be more than 0 seconds".into(),
+                    ))
+                }
+                Some(timeout) => Some(ConfirmOptions {
+                    timeout,
+                    timer: TimerCommand {
+                        program: std::env::current_exe().map_err(|e| {
+                            CliError::Usage(format!(
+                                "cannot find the microseg executable for the confirm timer: {e}"
+                            ))
+                        })?,
+                        args: vec!["__confirm-timer".into()],
+                    },
+                }),
+                None => None,
+            };
+            let opts = ApplyOptions {
+                dry_run,
+                force,
+                ssh_connection: std::env::var("SSH_CONNECTION").ok(),
+                confirm,
+                persist: persist.choice(),
+                source: policy.display().to_string(),
+                hold_lock: test_hold_lock_ms.map(Duration::from_millis),
+            };
+            let host = host(backend, &p.table, &state);
+            let report = host.apply(&rs, &opts)?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Confirm { state } => {
+            let (backend, table) = recorded(&state.dir(), None, None)?;
+            print!("{}", host(backend, &table, &state).confirm()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { backend, state } => {
+            let (backend, table) = recorded(&state.dir(), Some(backend), None)?;
+            print!("{}", host(backend, &table, &state).rollback()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            backend,
+            table,
+            json,
+            state,
+        } => {
+            let (backend, table) = recorded(&state.dir(), Some(backend), table)?;
+            let status = host(backend, &table, &state).status()?;
+            if json {
+                let v = serde_json::json!({ "drifted": status.drifted(), "status": status });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+            } else {
+                print!("{status}");
+            }
+            Ok(if status.drifted() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Remove {
+            backend,
+            table,
+            persist,
+            state,
+        } => {
+            let (backend, table) = recorded(&state.dir(), Some(backend), table)?;
+            print!(
+                "{}",
+                host(backend, &table, &state).remove(&persist.choice())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ConfirmTimer { state_dir, id } => {
+            // Detach first: from here on, the caller's terminal and shell may go.
+            microseg_host::detach()?;
+            let dir = StateDir::resolve(Some(state_dir));
+            let Some((_, table)) = dir.recorded()? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let state = StateArgs {
+                state_dir: Some(dir.path().into()),
+                lock_timeout: Duration::from_secs(30),
+            };
+            host(BackendKind::Nft, &table, &state).run_timer(&id)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { policy, format } => {
+            let p = load(&policy)?;
+            let g = microseg_graph::graph(&p);
+            match format {
+                GraphFormat::Dot => print!("{}", g.to_dot()),
+                GraphFormat::Svg => print!(
+                    "{}",
+                    g.to_svg().map_err(|e| CliError::Usage(e.to_string()))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { policy, json } => {
             let p = load(&policy)?;
@@ -238,6 +578,38 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+/// The host driven through `backend` for `table`.
+fn host(backend: BackendKind, table: &str, state: &StateArgs) -> Host<backend_nft::NftBackend> {
+    let BackendKind::Nft = backend;
+    Host::new(
+        backend_nft::NftBackend::new(backend_nft::Nft::host(), table),
+        state.dir(),
+    )
+    .with_lock_timeout(state.lock_timeout)
+}
+
+/// The backend and table the state directory's records are about; `table`
+/// overrides, and without records the policy format's default table is used.
+fn recorded(
+    dir: &StateDir,
+    backend: Option<BackendKind>,
+    table: Option<String>,
+) -> Result<(BackendKind, String), CliError> {
+    let recorded = dir.recorded()?;
+    if let Some((name, _)) = &recorded {
+        if name != "nft" {
+            return Err(CliError::Usage(format!(
+                "the records in {} are of backend {name}, which this microseg cannot drive",
+                dir.path().display()
+            )));
+        }
+    }
+    let table = table
+        .or(recorded.map(|(_, t)| t))
+        .unwrap_or_else(|| "microseg".into());
+    Ok((backend.unwrap_or(BackendKind::Nft), table))
+}
+
 fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError> {
     let p = match Policy::from_file(path) {
         Ok(p) => p,
@@ -249,16 +621,34 @@ fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError>
                 for d in &diags {
                     eprintln!("{d}");
                 }
-                let n = diags.iter().filter(|d| d.severity == Severity::Error).count();
-                eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+                let n = diags
+                    .iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .count();
+                eprintln!(
+                    "{}: {n} error{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
             }
             return Err(CliError::Reported);
         }
         Err(e) => return Err(e.into()),
     };
     let warnings = microseg_core::lint::lint(&p);
-    let managed: u128 = p.managed.v4.ranges().iter().map(|&(a, b)| u128::from(b - a) + 1).sum::<u128>()
-        + p.managed.v6.ranges().iter().map(|&(a, b)| (b - a).saturating_add(1)).sum::<u128>();
+    let managed: u128 = p
+        .managed
+        .v4
+        .ranges()
+        .iter()
+        .map(|&(a, b)| u128::from(b - a) + 1)
+        .sum::<u128>()
+        + p.managed
+            .v6
+            .ranges()
+            .iter()
+            .map(|&(a, b)| (b - a).saturating_add(1))
+            .sum::<u128>();
     if json {
         let v = serde_json::json!({
             "ok": true,
@@ -327,15 +717,24 @@ fn query_text(c: &Connection, d: &Decision) -> String {
     if d.loopback {
         out.push_str("  loopback traffic is always accepted\n");
     }
-    for (label, side, addr) in [("sender", &d.sender, c.src), ("receiver", &d.receiver, c.dst)] {
+    for (label, side, addr) in [
+        ("sender", &d.sender, c.src),
+        ("receiver", &d.receiver, c.dst),
+    ] {
         match side {
-            None if !d.loopback => out.push_str(&format!("  {label} {addr}: not managed by the policy (no check)\n")),
+            None if !d.loopback => out.push_str(&format!(
+                "  {label} {addr}: not managed by the policy (no check)\n"
+            )),
             None => {}
             Some(s) => out.push_str(&format!(
                 "  {label} {addr} (roles {}): {} by {}\n",
                 s.roles.join(", "),
                 s.verdict.as_str(),
-                s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                s.reasons
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }

@@ -16,15 +16,26 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn query(policy: &str, from: &str, to: &str, port: &str) -> serde_json::Value {
-    let out = run(&["query", policy, "--from", from, "--to", to, "--port", port, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "query", policy, "--from", from, "--to", to, "--port", port, "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("query --json prints JSON")
 }
 
 #[test]
 fn check_three_tier_ok() {
     let out = run(&["check", &example("three-tier.toml")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok"), "{stdout}");
     assert!(stdout.contains("3 roles, 5 flows"), "{stdout}");
@@ -33,7 +44,12 @@ fn check_three_tier_ok() {
 #[test]
 fn check_dual_stack_ok() {
     let out = run(&["check", &example("dual-stack.toml")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The functional tests of the guide's Step 6 (and the rest of its claims).
@@ -62,24 +78,64 @@ fn guide_step6_queries() {
 
 #[test]
 fn query_explains() {
-    let v = query(&example("three-tier.toml"), "10.10.1.10", "10.10.1.30", "tcp/5432");
+    let v = query(
+        &example("three-tier.toml"),
+        "10.10.1.10",
+        "10.10.1.30",
+        "tcp/5432",
+    );
     // web may not send it (default), db may not receive it either.
     assert_eq!(v["sender"]["verdict"], "drop");
     assert_eq!(v["sender"]["reasons"][0], "default");
-    let v = query(&example("three-tier.toml"), "10.10.1.20", "10.10.1.30", "tcp/5432");
+    let v = query(
+        &example("three-tier.toml"),
+        "10.10.1.20",
+        "10.10.1.30",
+        "tcp/5432",
+    );
     assert_eq!(v["receiver"]["reasons"][0], "flow \"app-to-db\" (allow)");
-    let out = run(&["query", &example("three-tier.toml"), "--from", "10.10.1.20", "--to", "10.10.1.30", "--port", "tcp/5432"]);
+    let out = run(&[
+        "query",
+        &example("three-tier.toml"),
+        "--from",
+        "10.10.1.20",
+        "--to",
+        "10.10.1.30",
+        "--port",
+        "tcp/5432",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ALLOW") && text.contains("app-to-db"), "{text}");
+    assert!(
+        text.contains("ALLOW") && text.contains("app-to-db"),
+        "{text}"
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = run(&["query", &example("three-tier.toml"), "--from", "10.0.0.1", "--to", "2001:db8::1", "--port", "tcp/1"]);
+    let out = run(&[
+        "query",
+        &example("three-tier.toml"),
+        "--from",
+        "10.0.0.1",
+        "--to",
+        "2001:db8::1",
+        "--port",
+        "tcp/1",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["compile", &example("three-tier.toml")]);
     assert_eq!(out.status.code(), Some(2), "--role or --host is required");
-    let out = run(&["query", &example("three-tier.toml"), "--from", "10.0.0.1", "--to", "10.0.0.2", "--port", "80"]);
+    let out = run(&[
+        "query",
+        &example("three-tier.toml"),
+        "--from",
+        "10.0.0.1",
+        "--to",
+        "10.0.0.2",
+        "--port",
+        "80",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcp/80"));
 }
@@ -96,13 +152,23 @@ fn invalid_policy_exits_1_located() {
     let dir = std::env::temp_dir().join(format!("microseg-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("bad.toml");
-    std::fs::write(&f, "version = 1\n[groups]\nweb = [\"10.10.1.10/28\"]\n[roles.wbe]\n").unwrap();
+    std::fs::write(
+        &f,
+        "version = 1\n[groups]\nweb = [\"10.10.1.10/28\"]\n[roles.wbe]\n",
+    )
+    .unwrap();
     let out = run(&["check", f.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:3:8: error:") && err.contains("did you mean \"10.10.1.0/28\""), "{err}");
-    assert!(err.contains("bad.toml:4:8: error: role \"wbe\" has no hosts"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:8: error:") && err.contains("did you mean \"10.10.1.0/28\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:4:8: error: role \"wbe\" has no hosts"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,10 +185,19 @@ fn matrix_three_tier() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(cell("web", "app")["always"], serde_json::json!(["tcp/8080", "icmp"]));
-    assert_eq!(cell("app", "db")["always"], serde_json::json!(["tcp/3306", "tcp/5432", "icmp"]));
+    assert_eq!(
+        cell("web", "app")["always"],
+        serde_json::json!(["tcp/8080", "icmp"])
+    );
+    assert_eq!(
+        cell("app", "db")["always"],
+        serde_json::json!(["tcp/3306", "tcp/5432", "icmp"])
+    );
     assert_eq!(cell("outside", "db")["always"], serde_json::json!(["icmp"]));
-    assert_eq!(cell("admin", "db")["always"], serde_json::json!(["tcp/22", "icmp"]));
+    assert_eq!(
+        cell("admin", "db")["always"],
+        serde_json::json!(["tcp/22", "icmp"])
+    );
     let out = run(&["matrix", &example("three-tier.toml")]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
 }
@@ -133,8 +208,14 @@ struct Netns(String);
 impl Netns {
     fn new(tag: &str) -> Netns {
         let name = format!("mscli-{}-{tag}", std::process::id());
-        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip runs");
-        assert!(st.success(), "ip netns add {name} failed (these tests need root)");
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip runs");
+        assert!(
+            st.success(),
+            "ip netns add {name} failed (these tests need root)"
+        );
         Netns(name)
     }
 
@@ -166,9 +247,23 @@ fn compiled_rulesets_pass_nft_check() {
         ("dual-stack.toml", &["web", "api", "store"][..]),
     ] {
         for role in roles {
-            for (format, nft_args) in [("nft", &["-c", "-f", "-"][..]), ("nft-json", &["-j", "-c", "-f", "-"][..])] {
-                let out = run(&["compile", &example(file), "--role", role, "--format", format]);
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            for (format, nft_args) in [
+                ("nft", &["-c", "-f", "-"][..]),
+                ("nft-json", &["-j", "-c", "-f", "-"][..]),
+            ] {
+                let out = run(&[
+                    "compile",
+                    &example(file),
+                    "--role",
+                    role,
+                    "--format",
+                    format,
+                ]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 let res = ns.nft(nft_args, &out.stdout);
                 assert!(
                     res.status.success(),
@@ -180,7 +275,14 @@ fn compiled_rulesets_pass_nft_check() {
         }
     }
     // Per-host compile of a host too.
-    let out = run(&["compile", &example("three-tier.toml"), "--host", "10.10.1.31", "--format", "nft"]);
+    let out = run(&[
+        "compile",
+        &example("three-tier.toml"),
+        "--host",
+        "10.10.1.31",
+        "--format",
+        "nft",
+    ]);
     assert!(ns.nft(&["-c", "-f", "-"], &out.stdout).status.success());
 }
 
@@ -189,9 +291,21 @@ fn graph_svg_and_dot() {
     let out = run(&["graph", &example("three-tier.toml")]);
     assert!(out.status.success());
     let svg = String::from_utf8_lossy(&out.stdout);
-    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..80.min(svg.len())]);
-    let checked_in = std::fs::read_to_string(format!("{}/../docs/three-tier.svg", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert_eq!(svg.trim_end(), checked_in.trim_end(), "docs/three-tier.svg is the command's output");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..80.min(svg.len())]
+    );
+    let checked_in = std::fs::read_to_string(format!(
+        "{}/../docs/three-tier.svg",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert_eq!(
+        svg.trim_end(),
+        checked_in.trim_end(),
+        "docs/three-tier.svg is the command's output"
+    );
     let out = run(&["graph", &example("three-tier.toml"), "--format", "dot"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"web\" -> \"app\""));
 }
@@ -202,10 +316,20 @@ fn compile_sysctl_of_hardening() {
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("h.toml");
     std::fs::write(&f, "version = 1\nhardening = { rp_filter = \"loose\" }\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n").unwrap();
-    let out = run(&["compile", f.to_str().unwrap(), "--role", "web", "--format", "sysctl"]);
+    let out = run(&[
+        "compile",
+        f.to_str().unwrap(),
+        "--role",
+        "web",
+        "--format",
+        "sysctl",
+    ]);
     std::fs::remove_dir_all(&dir).ok();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("net.ipv4.conf.all.rp_filter = 2"), "{text}");
-    assert!(text.contains("net.ipv4.conf.all.accept_redirects = 0"), "{text}");
+    assert!(
+        text.contains("net.ipv4.conf.all.accept_redirects = 0"),
+        "{text}"
+    );
     assert!(text.contains("net.ipv4.tcp_syncookies = 1"), "{text}");
 }

@@ -31,12 +31,21 @@ fn verify(example: &str) -> serde_json::Value {
     v
 }
 
-fn find<'a>(v: &'a serde_json::Value, from: &str, to: &str, proto: &str) -> Vec<&'a serde_json::Value> {
+fn find<'a>(
+    v: &'a serde_json::Value,
+    from: &str,
+    to: &str,
+    proto: &str,
+) -> Vec<&'a serde_json::Value> {
     v["report"]["probes"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["from"] == from && p["to"] == to && p["connection"]["proto"].to_string().contains(proto))
+        .filter(|p| {
+            p["from"] == from
+                && p["to"] == to
+                && p["connection"]["proto"].to_string().contains(proto)
+        })
         .collect()
 }
 
@@ -47,15 +56,24 @@ fn three_tier_matrix_holds_on_the_kernel() {
     assert!(n > 300, "only {n} probes");
     // The guide's Step 6, observed on the kernel (not just expected):
     let observed = |from: &str, to: &str, proto: &str| -> Vec<String> {
-        find(&v, from, to, proto).iter().map(|p| p["observed"].as_str().unwrap().to_string()).collect()
+        find(&v, from, to, proto)
+            .iter()
+            .map(|p| p["observed"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(observed("web", "app", "8080"), ["accept"]);
     assert_eq!(observed("web", "db", "5432"), ["drop"]);
     assert_eq!(observed("app", "db", "5432"), ["accept"]);
     assert_eq!(observed("app", "outside", "Tcp\":9"), ["drop"]);
-    assert!(observed("outside", "web", "443").iter().all(|o| o == "accept"));
-    assert!(observed("outside", "app", "8080").iter().all(|o| o == "drop"));
-    assert!(observed("outside", "db", "5432").iter().all(|o| o == "drop"));
+    assert!(observed("outside", "web", "443")
+        .iter()
+        .all(|o| o == "accept"));
+    assert!(observed("outside", "app", "8080")
+        .iter()
+        .all(|o| o == "drop"));
+    assert!(observed("outside", "db", "5432")
+        .iter()
+        .all(|o| o == "drop"));
     assert_eq!(observed("admin", "db", "Tcp\":22"), ["accept"]);
     assert_eq!(observed("db", "backup", "2500"), ["accept"]);
 }
@@ -77,5 +95,7 @@ fn dual_stack_matrix_holds_over_ipv4_and_ipv6() {
         .collect();
     assert_eq!(https6.len(), 1);
     assert_eq!(https6[0]["observed"], "accept");
-    assert!(find(&v, "outside", "web", "Tcp\":23").iter().all(|p| p["observed"] == "reject"));
+    assert!(find(&v, "outside", "web", "Tcp\":23")
+        .iter()
+        .all(|p| p["observed"] == "reject"));
 }

@@ -1,0 +1,431 @@
+//! The live side: [`NftBackend`] reads the policy's table, plans the change
+//! (nothing, set elements only, or a whole-table replacement), applies it in
+//! one `nft -j -f -` transaction, restores snapshots and removes the table.
+
+use crate::state::{differences, element_text, NftDifference};
+use crate::{to_json, Nft, NftArtefact, NftError, NftRenderer, NftState};
+use microseg_core::backend::{Backend, Renderer};
+use microseg_core::ir::HostRuleset;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::fmt;
+
+/// The nftables backend on a live system: the table `inet <table>` through
+/// `nft` on this host or in a network namespace ([`Nft::in_netns`]).
+///
+/// ```no_run
+/// use backend_nft::{Nft, NftBackend};
+/// use microseg_core::{backend::{Backend, Renderer}, ir::{compile, Target}, Policy};
+/// let policy = Policy::from_file("examples/three-tier.toml")?;
+/// let backend = NftBackend::new(Nft::in_netns("lab-web"), &policy.table);
+/// let desired = backend.render(&compile(&policy, &Target::Role("web".into()))?)?;
+/// let before = backend.read()?;                        // nft -j list table inet microseg
+/// let plan = backend.plan(&desired, before.as_ref())?; // unchanged / elements / replace
+/// println!("{plan}");
+/// backend.apply(&plan)?;                               // one nft -j -f - transaction
+/// backend.restore(before.as_ref())?;                   // put the snapshot back
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftBackend {
+    /// How nft is run (this host, or inside a network namespace).
+    pub nft: Nft,
+    /// The table (family `inet`) the policy owns; nothing else is touched.
+    pub table: String,
+}
+
+impl NftBackend {
+    /// The backend for `table` through `nft`.
+    ///
+    /// ```
+    /// let b = backend_nft::NftBackend::new(backend_nft::Nft::host(), "microseg");
+    /// assert_eq!(b.table, "microseg");
+    /// ```
+    pub fn new(nft: Nft, table: impl Into<String>) -> NftBackend {
+        NftBackend {
+            nft,
+            table: table.into(),
+        }
+    }
+
+    /// What differs between an expected state and the installed one (`None`:
+    /// no table), ignoring handles and counter values: missing or unexpected
+    /// sets, elements, chains and rules. Empty: no drift.
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend, NftRenderer, NftState};
+    /// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+    /// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+    /// let a = NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+    /// let b = NftBackend::new(Nft::host(), "microseg");
+    /// let want = NftState::from_artefact(&a);
+    /// assert!(b.drift(Some(&want), Some(&want)).is_empty());
+    /// assert_eq!(b.drift(Some(&want), None)[0].object, "table inet microseg");
+    /// ```
+    pub fn drift(
+        &self,
+        expected: Option<&NftState>,
+        current: Option<&NftState>,
+    ) -> Vec<NftDifference> {
+        differences(
+            &self.table,
+            expected.map(NftState::normal).as_ref(),
+            current.map(NftState::normal).as_ref(),
+            true,
+        )
+    }
+
+    /// Plans the change from `current` to the state `desired` leaves
+    /// (see [`Backend::plan`]); also used to restore snapshots.
+    fn plan_to(
+        &self,
+        desired: &NftState,
+        replace: NftReplacement,
+        current: Option<&NftState>,
+    ) -> Result<NftPlan, NftError> {
+        if desired.table() != self.table {
+            return Err(NftError::TableMismatch {
+                expected: self.table.clone(),
+                found: desired.table().into(),
+            });
+        }
+        let Some(current) = current else {
+            return Ok(NftPlan::Replace {
+                table: self.table.clone(),
+                replacement: replace,
+                reasons: vec![format!("table inet {} is not installed", self.table)],
+            });
+        };
+        if current.table() != self.table {
+            return Err(NftError::TableMismatch {
+                expected: self.table.clone(),
+                found: current.table().into(),
+            });
+        }
+        let (want, have) = (desired.normal(), current.normal());
+        if want == have {
+            return Ok(NftPlan::Unchanged {
+                table: self.table.clone(),
+            });
+        }
+        let (ws, hs) = (want.structure(), have.structure());
+        if ws != hs {
+            let reasons = differences(&self.table, Some(&ws), Some(&hs), false)
+                .into_iter()
+                .map(|d| d.to_string())
+                .collect();
+            return Ok(NftPlan::Replace {
+                table: self.table.clone(),
+                replacement: replace,
+                reasons,
+            });
+        }
+        let mut sets = Vec::new();
+        for (name, w) in &want.sets {
+            let h = &have.sets[name];
+            let add: Vec<Value> = w
+                .elems
+                .iter()
+                .filter(|(k, _)| !h.elems.contains_key(*k))
+                .map(|(_, v)| v.clone())
+                .collect();
+            let delete: Vec<Value> = h
+                .elems
+                .iter()
+                .filter(|(k, _)| !w.elems.contains_key(*k))
+                .map(|(_, v)| v.clone())
+                .collect();
+            if !add.is_empty() || !delete.is_empty() {
+                sets.push(SetDelta {
+                    set: name.clone(),
+                    add,
+                    delete,
+                });
+            }
+        }
+        Ok(NftPlan::Elements {
+            table: self.table.clone(),
+            sets,
+        })
+    }
+}
+
+/// What a [`NftPlan::Replace`] loads.
+///
+/// ```
+/// # use backend_nft::{NftReplacement, NftState};
+/// # let listing = serde_json::json!({"nftables": [{"table": {"family": "inet", "name": "ms"}}]});
+/// let r = NftReplacement::Snapshot(Box::new(NftState::from_listing("ms", &listing).unwrap()));
+/// # let _ = r;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum NftReplacement {
+    /// A rendered artefact (its own add + delete + add transaction).
+    Artefact(Box<NftArtefact>),
+    /// A snapshot ([`NftState::restore_document`]).
+    Snapshot(Box<NftState>),
+}
+
+/// The element changes of one set.
+///
+/// ```
+/// let d = backend_nft::SetDelta { set: "web_v4".into(),
+///     add: vec![serde_json::json!("10.0.0.2")], delete: vec![] };
+/// assert_eq!(d.to_string(), "set web_v4: + 10.0.0.2");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetDelta {
+    /// The set.
+    pub set: String,
+    /// Elements to add (as `nft -j` writes them).
+    pub add: Vec<Value>,
+    /// Elements to delete.
+    pub delete: Vec<Value>,
+}
+
+impl fmt::Display for SetDelta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "set {}:", self.set)?;
+        for e in &self.add {
+            write!(f, " + {}", element_text(e))?;
+        }
+        for e in &self.delete {
+            write!(f, " - {}", element_text(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The kind of a plan.
+///
+/// ```
+/// use backend_nft::NftPlanKind;
+/// assert_eq!(NftPlanKind::Elements.to_string(), "element delta");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NftPlanKind {
+    /// Nothing to do.
+    Unchanged,
+    /// Only set elements change: added and deleted in place; rules, counters
+    /// and connections are untouched.
+    Elements,
+    /// The table is replaced atomically (add + delete + add).
+    Replace,
+}
+
+impl fmt::Display for NftPlanKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NftPlanKind::Unchanged => "unchanged",
+            NftPlanKind::Elements => "element delta",
+            NftPlanKind::Replace => "replace",
+        })
+    }
+}
+
+/// The changes that make the installed table what is desired.
+///
+/// ```
+/// # use backend_nft::{Nft, NftBackend, NftPlanKind, NftRenderer, NftState};
+/// # use microseg_core::{backend::{Backend, Renderer}, document::Format, ir::{compile, Target}, Policy};
+/// let policy = |web: &str| Policy::from_str_as(&format!(
+///     "version = 1\n[groups]\nweb = [{web}]\nadm = [\"10.9.0.1\"]\n[roles.adm]\n\
+///      [[flows]]\nfrom = \"adm\"\nto = \"web\"\nports = [\"tcp/22\"]\n"), Format::Toml, None).unwrap();
+/// let art = |web: &str| NftRenderer.render(&compile(&policy(web), &Target::Role("adm".into())).unwrap()).unwrap();
+/// let b = NftBackend::new(Nft::host(), "microseg");
+/// let installed = NftState::from_artefact(&art("\"10.0.0.1\""));
+/// // Same rules, one more member: an element delta.
+/// let plan = b.plan(&art("\"10.0.0.1\", \"10.0.0.7\""), Some(&installed)).unwrap();
+/// assert_eq!(plan.kind(), NftPlanKind::Elements);
+/// assert!(plan.to_string().contains("set web_v4: + 10.0.0.7"));
+/// // Nothing installed yet: a replacement.
+/// assert_eq!(b.plan(&art("\"10.0.0.1\""), None).unwrap().kind(), NftPlanKind::Replace);
+/// assert_eq!(b.plan(&art("\"10.0.0.1\""), Some(&installed)).unwrap().kind(), NftPlanKind::Unchanged);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum NftPlan {
+    /// The installed table is already as desired.
+    Unchanged {
+        /// The table.
+        table: String,
+    },
+    /// Only set elements differ.
+    Elements {
+        /// The table.
+        table: String,
+        /// Per set, the elements to add and to delete.
+        sets: Vec<SetDelta>,
+    },
+    /// The table is replaced in one transaction.
+    Replace {
+        /// The table.
+        table: String,
+        /// What is loaded.
+        replacement: NftReplacement,
+        /// Why (what differs beyond set elements, or that nothing is installed).
+        reasons: Vec<String>,
+    },
+}
+
+impl NftPlan {
+    /// The kind of plan.
+    ///
+    /// ```
+    /// let p = backend_nft::NftPlan::Unchanged { table: "ms".into() };
+    /// assert_eq!(p.kind(), backend_nft::NftPlanKind::Unchanged);
+    /// ```
+    pub fn kind(&self) -> NftPlanKind {
+        match self {
+            NftPlan::Unchanged { .. } => NftPlanKind::Unchanged,
+            NftPlan::Elements { .. } => NftPlanKind::Elements,
+            NftPlan::Replace { .. } => NftPlanKind::Replace,
+        }
+    }
+
+    /// The `nft -j -f -` document the plan loads (`None` when unchanged).
+    ///
+    /// ```
+    /// let p = backend_nft::NftPlan::Elements { table: "ms".into(), sets: vec![backend_nft::SetDelta {
+    ///     set: "web_v4".into(), add: vec![serde_json::json!("10.0.0.2")], delete: vec![serde_json::json!("10.0.0.1")] }] };
+    /// let doc: serde_json::Value = serde_json::from_str(&p.to_json().unwrap()).unwrap();
+    /// assert_eq!(doc["nftables"][0]["delete"]["element"]["elem"][0], "10.0.0.1");
+    /// assert_eq!(doc["nftables"][1]["add"]["element"]["elem"][0], "10.0.0.2");
+    /// ```
+    pub fn to_json(&self) -> Option<String> {
+        match self {
+            NftPlan::Unchanged { .. } => None,
+            NftPlan::Elements { table, sets } => {
+                // Deletes first: an interval that grows is deleted and re-added,
+                // and the new one must not overlap the old.
+                let element = |s: &SetDelta, elems: &[Value]| json!({"element": {"family": "inet", "table": table, "name": s.set, "elem": elems}});
+                let mut cmds = Vec::new();
+                for s in sets.iter().filter(|s| !s.delete.is_empty()) {
+                    cmds.push(json!({ "delete": element(s, &s.delete) }));
+                }
+                for s in sets.iter().filter(|s| !s.add.is_empty()) {
+                    cmds.push(json!({ "add": element(s, &s.add) }));
+                }
+                Some(json!({ "nftables": cmds }).to_string())
+            }
+            NftPlan::Replace { replacement, .. } => Some(match replacement {
+                NftReplacement::Artefact(a) => to_json(a),
+                NftReplacement::Snapshot(s) => s.restore_document().to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for NftPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NftPlan::Unchanged { table } => {
+                writeln!(f, "unchanged: table inet {table} is already as desired")
+            }
+            NftPlan::Elements { table, sets } => {
+                let (add, del) = sets
+                    .iter()
+                    .fold((0, 0), |(a, d), s| (a + s.add.len(), d + s.delete.len()));
+                writeln!(
+                    f,
+                    "element delta on table inet {table}: {add} element(s) added, {del} deleted \
+                     (rules, counters and established connections untouched)"
+                )?;
+                for s in sets {
+                    writeln!(f, "  {s}")?;
+                }
+                Ok(())
+            }
+            NftPlan::Replace {
+                table,
+                replacement,
+                reasons,
+            } => {
+                let what = match replacement {
+                    NftReplacement::Artefact(_) => "the compiled ruleset",
+                    NftReplacement::Snapshot(_) => "the saved snapshot",
+                };
+                writeln!(
+                    f,
+                    "replace table inet {table} with {what}, atomically (add + delete + add in one transaction):"
+                )?;
+                const SHOWN: usize = 20;
+                for r in reasons.iter().take(SHOWN) {
+                    writeln!(f, "  {r}")?;
+                }
+                if reasons.len() > SHOWN {
+                    writeln!(f, "  … and {} more differences", reasons.len() - SHOWN)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Renderer for NftBackend {
+    type Artefact = NftArtefact;
+    type Error = NftError;
+
+    fn render(&self, ruleset: &HostRuleset) -> Result<NftArtefact, NftError> {
+        NftRenderer.render(ruleset)
+    }
+}
+
+impl Backend for NftBackend {
+    type State = NftState;
+    type Plan = NftPlan;
+
+    /// `nft -j list table inet <table>`: only the policy's own table.
+    fn read(&self) -> Result<Option<NftState>, NftError> {
+        self.nft
+            .list_table(&self.table)?
+            .map(|listing| NftState::from_listing(&self.table, &listing))
+            .transpose()
+    }
+
+    /// Unchanged when the installed table equals the desired one (handles and
+    /// counter values aside); an element delta when only set elements differ;
+    /// else a replacement of the whole table.
+    fn plan(&self, desired: &NftArtefact, current: Option<&NftState>) -> Result<NftPlan, NftError> {
+        self.plan_to(
+            &NftState::from_artefact(desired),
+            NftReplacement::Artefact(Box::new(desired.clone())),
+            current,
+        )
+    }
+
+    /// One `nft -j -f -` transaction: all or nothing; nft's stderr is in the error.
+    fn apply(&self, plan: &NftPlan) -> Result<(), NftError> {
+        match plan.to_json() {
+            None => Ok(()),
+            Some(doc) => self.nft.run(&["-j", "-f", "-"], Some(&doc)).map(drop),
+        }
+    }
+
+    /// Puts a snapshot back in one transaction (as an element delta when only
+    /// elements differ, so counters survive), or removes the table for `None`.
+    fn restore(&self, saved: Option<&NftState>) -> Result<(), NftError> {
+        match saved {
+            None => self.remove(),
+            Some(s) => {
+                let current = self.read()?;
+                let plan = self.plan_to(
+                    s,
+                    NftReplacement::Snapshot(Box::new(s.clone())),
+                    current.as_ref(),
+                )?;
+                self.apply(&plan)
+            }
+        }
+    }
+
+    /// `add table` + `delete table` in one transaction: removes the table if
+    /// it exists, succeeds if it does not, touches nothing else.
+    fn remove(&self) -> Result<(), NftError> {
+        let t = json!({"table": {"family": "inet", "name": self.table}});
+        let doc = json!({"nftables": [{"add": t}, {"delete": t}]});
+        self.nft
+            .run(&["-j", "-f", "-"], Some(&doc.to_string()))
+            .map(drop)
+    }
+}

@@ -1,0 +1,1069 @@
+//! `microseg apply / confirm / rollback / status / remove` on the real kernel.
+//!
+//! Every test runs the `microseg` binary inside throw-away network namespaces
+//! (`ip netns exec NS microseg …`: bare ones named `mshost-<pid>-<n>`, or
+//! microseg-lab hosts when connections are needed), with its own temporary
+//! state directory and boot-file path, so the machine's own ruleset, state
+//! and /etc are never touched. Namespaces and directories are removed on
+//! drop, also when a test fails.
+//!
+//! Needs root, `ip` (iproute2), `nft` (nftables) and `bash`.
+//! Run: `cargo test -p microseg-cli --test host`.
+
+use microseg_lab::{HostSpec, Lab, Outcome, Probe, Service};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    assert!(
+        euid == "0",
+        "microseg-cli/tests/host.rs needs root (effective uid {euid}): it creates network \
+         namespaces and applies rulesets inside them; run it as root"
+    );
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A temporary directory (state dir, policies, boot files), removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "mshost-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A bare network namespace, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        require_root();
+        let name = format!(
+            "mshost-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Where and how `microseg` runs: a namespace and a state directory.
+struct Site {
+    ns: String,
+    dir: TempDir,
+}
+
+impl Site {
+    fn new(ns: &str) -> Site {
+        Site {
+            ns: ns.to_string(),
+            dir: TempDir::new(),
+        }
+    }
+
+    fn state(&self) -> String {
+        self.dir.path("state").display().to_string()
+    }
+
+    fn boot(&self) -> String {
+        self.dir.path("boot/ms.nft").display().to_string()
+    }
+
+    /// `ip netns exec NS microseg ARGS --state-dir … --lock-timeout 10`
+    /// (plus `env`), without SSH_CONNECTION unless given.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_microseg")])
+            .args(args)
+            .env_remove("SSH_CONNECTION")
+            .env_remove("MICROSEG_STATE_DIR");
+        if args.first().is_some_and(|a| *a != "__confirm-timer") {
+            c.args(["--state-dir", &self.state()]);
+        }
+        if args
+            .first()
+            .is_some_and(|a| ["apply", "confirm", "rollback", "remove"].contains(a))
+            && !args.contains(&"--lock-timeout")
+        {
+            c.args(["--lock-timeout", "10"]);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().expect("run microseg")
+    }
+
+    /// Runs and expects exit status `code`; returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        self.expect_env(code, args, &[])
+    }
+
+    fn expect_env(&self, code: i32, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run(args, env);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "microseg {args:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        format!("{stdout}{stderr}")
+    }
+
+    fn status_json(&self) -> Value {
+        let out = self.run(&["status", "--json"], &[]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn nft(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "nft"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `nft -j list table FAMILY NAME` (None if absent).
+    fn list(&self, family: &str, table: &str) -> Option<String> {
+        let out = self.nft(&["-j", "list", "table", family, table]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// A listing without handles and counter values (what `rollback` must reproduce).
+fn normalised(listing: &str) -> Value {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "handle" && k.as_str() != "metainfo")
+                    .map(|(k, v)| match k.as_str() {
+                        "counter" => (k.clone(), Value::Null),
+                        _ => (k.clone(), strip(v)),
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            o => o.clone(),
+        }
+    }
+    strip(&serde_json::from_str(listing).unwrap())
+}
+
+/// A three-role policy in table `ms`; `web` and `extra` vary between tests.
+fn policy(web: &str, admin_ssh: bool) -> String {
+    let ssh = if admin_ssh {
+        "[[flows]]\nname = \"admin-ssh\"\nfrom = \"admin\"\nto = [\"app\", \"db\"]\nports = [\"tcp/22\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"version = 1
+table = "ms"
+[groups]
+admin = ["10.10.0.0/26"]
+web = [{web}]
+app = ["10.10.1.20-10.10.1.29"]
+db = ["10.10.1.30-10.10.1.39"]
+[roles.app]
+[roles.db]
+[[flows]]
+name = "web-to-app"
+from = "web"
+to = "app"
+ports = ["tcp/8080"]
+[[flows]]
+name = "app-to-db"
+from = "app"
+to = "db"
+ports = ["tcp/5432"]
+{ssh}"#
+    )
+}
+
+const FOREIGN: &str = "table inet foreign {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.1 }\n\t}\n\
+    \tchain c {\n\t\ttype filter hook input priority 10; policy accept;\n\t\tip saddr @s counter\n\t}\n}\n\
+    table ip other {\n\tchain d {\n\t\ttype filter hook output priority 5; policy accept;\n\t\tcounter\n\t}\n}\n";
+
+#[test]
+fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let f = s.dir.write("foreign.nft", FOREIGN);
+    assert!(s.nft(&["-f", &f]).status.success());
+    let foreign = || {
+        (
+            s.list("inet", "foreign").unwrap(),
+            s.list("ip", "other").unwrap(),
+        )
+    };
+    let before = foreign();
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.11\"", true));
+    let boot = s.boot();
+
+    let out = s.expect(0, &["apply", &v1, "--role", "app", "--persist", &boot]);
+    assert!(
+        out.contains("applied: table inet ms for role app (replace)"),
+        "{out}"
+    );
+    assert_eq!(foreign(), before, "after apply");
+    // The boot file loads (checked in the namespace) and replaces only our table.
+    assert!(s.nft(&["-c", "-f", &boot]).status.success());
+    assert!(std::fs::read_to_string(&boot)
+        .unwrap()
+        .contains("delete table inet ms\n"));
+
+    let out = s.expect(0, &["apply", &v2, "--role", "app", "--persist", &boot]);
+    assert!(out.contains("element delta"), "{out}");
+    // The set is of intervals: .10 and .11 become one prefix.
+    assert!(
+        out.contains("set web_v4: + 10.10.1.10/31 - 10.10.1.10"),
+        "{out}"
+    );
+    assert!(s.list("inet", "ms").unwrap().contains("\"len\": 31"));
+    assert!(
+        Path::new(&format!("{boot}.bak")).exists(),
+        "the previous boot file is kept"
+    );
+    assert_eq!(foreign(), before, "after the incremental update");
+
+    let out = s.expect(0, &["rollback"]);
+    assert!(out.contains("rolled back"), "{out}");
+    assert_eq!(foreign(), before, "after rollback");
+    assert!(!s.list("inet", "ms").unwrap().contains("\"len\": 31"));
+
+    let out = s.expect(0, &["remove"]);
+    assert!(out.contains("removed: table inet ms"), "{out}");
+    assert_eq!(foreign(), before, "after remove");
+    assert!(s.list("inet", "ms").is_none());
+    assert!(
+        !Path::new(&boot).exists(),
+        "the boot file goes with the table"
+    );
+    let tables = String::from_utf8_lossy(&s.nft(&["list", "tables"]).stdout).into_owned();
+    assert_eq!(tables, "table inet foreign\ntable ip other\n");
+    let out = s.expect(0, &["status"]);
+    assert!(out.contains("not installed"), "{out}");
+}
+
+#[test]
+fn a_membership_change_on_a_live_host_is_an_element_delta() {
+    require_root();
+    let mut lab = Lab::new(&[
+        HostSpec::new("app", [ip("10.10.1.20")]),
+        HostSpec::new("web1", [ip("10.10.1.10")]),
+        HostSpec::new("web2", [ip("10.10.1.12")]),
+    ])
+    .expect("lab");
+    lab.set_probe_timeout(Duration::from_millis(400));
+    lab.listen("app", &[Service::Tcp(8080), Service::Tcp(9)])
+        .unwrap();
+    let s = Site::new(lab.netns_name("app").unwrap());
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    // (.12, not .11: .10 and .11 would merge into 10.10.1.10/31.)
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
+    let app = ip("10.10.1.20");
+    // Traffic for several rules: accepted, defaulted.
+    let got = lab
+        .probe_all(&[
+            ("web1", app, Probe::Tcp(8080)),
+            ("web2", app, Probe::Tcp(8080)),
+            ("web1", app, Probe::Tcp(9)),
+        ])
+        .unwrap();
+    assert_eq!(got, [Outcome::Open, Outcome::Timeout, Outcome::Timeout]);
+    // Opened after the first apply: the table's `ct state` rule tracks it.
+    let mut held = lab.open_stream("web1", app, 8080).unwrap();
+    held.ping().unwrap();
+    let hits = |s: &Site| -> Vec<(String, u64)> {
+        s.status_json()["status"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["label"].as_str().unwrap().to_string(),
+                    h["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = hits(&s);
+    let count =
+        |h: &[(String, u64)], l: &str| h.iter().find(|(x, _)| x == l).map(|(_, n)| *n).unwrap();
+    assert!(
+        count(&before, "flow:web-to-app") > 0 && count(&before, "baseline:default") > 0,
+        "{before:?}"
+    );
+    let listing = s.list("inet", "ms").unwrap();
+
+    let dry = s.expect(
+        0,
+        &["apply", &v2, "--role", "app", "--dry-run", "--no-persist"],
+    );
+    assert!(dry.contains("element delta on table inet ms"), "{dry}");
+    assert!(dry.contains("set web_v4: + 10.10.1.12"), "{dry}");
+    assert!(dry.contains("dry run: nothing changed"), "{dry}");
+    assert_eq!(
+        s.list("inet", "ms").unwrap(),
+        listing,
+        "a dry run changes nothing"
+    );
+
+    let out = s.expect(0, &["apply", &v2, "--role", "app", "--no-persist"]);
+    assert!(out.contains("(incremental (set members only))"), "{out}");
+    held.ping()
+        .expect("the established connection survives the update");
+    let after = hits(&s);
+    assert_eq!(before.len(), after.len());
+    for ((l0, n0), (l1, n1)) in before.iter().zip(&after) {
+        assert_eq!(l0, l1);
+        assert!(n1 >= n0, "{l0}: counter reset from {n0} to {n1}");
+    }
+    // Same rules (handles): only the set changed.
+    let rules = |l: &str| -> Vec<Value> {
+        serde_json::from_str::<Value>(l).unwrap()["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("rule").map(|r| r["handle"].clone()))
+            .collect()
+    };
+    assert_eq!(rules(&listing), rules(&s.list("inet", "ms").unwrap()));
+    // The new member gets in.
+    assert_eq!(
+        lab.probe("web2", app, Probe::Tcp(8080)).unwrap(),
+        Outcome::Open
+    );
+    held.ping().unwrap();
+    assert_eq!(s.status_json()["drifted"], false);
+}
+
+#[test]
+fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.11\"", true));
+    s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
+    let snapshot = std::fs::read_to_string(s.dir.path("state/snapshot.json")).unwrap();
+    // The apply reads the table, holds the lock for a moment, then sends an
+    // element delta (delete .10 and .12, add .11). Meanwhile someone deletes
+    // .10 by hand: the kernel rejects the delta's delete, so the whole
+    // transaction is refused.
+    let child = s
+        .command(
+            &[
+                "apply",
+                &v2,
+                "--role",
+                "app",
+                "--no-persist",
+                "--test-hold-lock-ms",
+                "700",
+            ],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lock_holder(&s, child.id());
+    std::thread::sleep(Duration::from_millis(150)); // it has read the table by now
+    let del = s.nft(&[
+        "delete",
+        "element",
+        "inet",
+        "ms",
+        "web_v4",
+        "{ 10.10.1.10 }",
+    ]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    let before = s.list("inet", "ms").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nft -j -f -") && stderr.contains("element does not exist"),
+        "nft's stderr: {stderr}"
+    );
+    assert_eq!(
+        s.list("inet", "ms").unwrap(),
+        before,
+        "byte-identical, handles included"
+    );
+    // The rollback point and the records are those of the last good apply.
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path("state/snapshot.json")).unwrap(),
+        snapshot
+    );
+    let st = s.status_json();
+    assert_eq!(st["drifted"], true, "the manual delete is drift: {st}");
+    assert!(st["status"]["pending"].is_null());
+}
+
+/// Waits (at most 10 s) until process `pid` holds the state directory's lock
+/// (the holder writes its pid into the lock file; `ip netns exec` execs
+/// microseg in its own process).
+fn wait_lock_holder(s: &Site, pid: u32) {
+    let lock = s.dir.path("state/lock");
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(&lock)
+            .is_ok_and(|t| t.trim() == pid.to_string())),
+        "process {pid} never took the lock"
+    );
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `f` every 50 ms until true, at most `within`.
+fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
+    require_root();
+    let mut lab = Lab::new(&[
+        HostSpec::new("db", [ip("10.10.1.30")]),
+        HostSpec::new("admin", [ip("10.10.0.5")]),
+    ])
+    .expect("lab");
+    lab.set_probe_timeout(Duration::from_millis(400));
+    lab.listen("db", &[Service::Tcp(22)]).unwrap();
+    let s = Site::new(lab.netns_name("db").unwrap());
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false)); // no admin SSH
+    let db = ip("10.10.1.30");
+    s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
+    let good = normalised(&s.list("inet", "ms").unwrap());
+    assert_eq!(
+        lab.probe("admin", db, Probe::Tcp(22)).unwrap(),
+        Outcome::Open
+    );
+
+    // The apply runs in a shell of its own process group, which is killed
+    // (SIGKILL, whole group) as soon as the apply has returned.
+    let apply = s.command(
+        &[
+            "apply",
+            &v2,
+            "--role",
+            "db",
+            "--no-persist",
+            "--confirm-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let line = apply
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut shell = Command::new("sh")
+        .args(["-c", &format!("ip {line}; echo APPLY-EXIT=$?; sleep 30")])
+        .env_remove("SSH_CONNECTION")
+        .env_remove("MICROSEG_STATE_DIR")
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut reader = BufReader::new(shell.stdout.take().unwrap());
+    let mut output = String::new();
+    loop {
+        let mut l = String::new();
+        assert!(
+            reader.read_line(&mut l).unwrap() > 0,
+            "the shell ended early: {output}"
+        );
+        output.push_str(&l);
+        if l.starts_with("APPLY-EXIT=") {
+            break;
+        }
+    }
+    let pgid = nix::unistd::Pid::from_raw(shell.id() as i32);
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    shell.wait().unwrap();
+    drop(reader);
+    assert!(output.contains("APPLY-EXIT=0"), "{output}");
+    assert!(output.contains("run `microseg confirm` within"), "{output}");
+
+    // The new ruleset is active: the admin is locked out.
+    assert_eq!(
+        lab.probe("admin", db, Probe::Tcp(22)).unwrap(),
+        Outcome::Timeout
+    );
+    let st = s.status_json();
+    let timer = st["status"]["pending"]["timer_pid"]
+        .as_u64()
+        .expect("a timer");
+    assert!(alive(timer), "the timer died with the shell: {st}");
+    // …in its own session, not the killed group.
+    let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(timer as i32))).unwrap();
+    assert_eq!(sid.as_raw() as u64, timer);
+
+    // Not confirmed: about 2 s after the apply the previous ruleset is back.
+    assert!(
+        wait_for(Duration::from_secs(6), || s.status_json()["status"]
+            ["pending"]
+            .is_null()),
+        "still pending after 6 s; timer log: {}",
+        std::fs::read_to_string(s.dir.path("state/timer.log")).unwrap_or_default()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "restored too early ({waited:?})"
+    );
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), good);
+    let st = s.status_json();
+    assert_eq!(st["status"]["last_event"], "timer-rollback", "{st}");
+    assert_eq!(st["drifted"], false, "{st}");
+    assert_eq!(
+        lab.probe("admin", db, Probe::Tcp(22)).unwrap(),
+        Outcome::Open,
+        "admin access is back"
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || !alive(timer)),
+        "the timer exits"
+    );
+    let out = s.expect(1, &["confirm"]);
+    assert!(out.contains("already restored the previous state"), "{out}");
+    let log = std::fs::read_to_string(s.dir.path("state/timer.log")).unwrap();
+    assert!(
+        log.contains("not confirmed: the previous state was restored"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_change_confirmed_in_time_stays_and_is_persisted() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false));
+    let boot = s.boot();
+    s.expect(0, &["apply", &v1, "--role", "db", "--persist", &boot]);
+    let boot_v1 = std::fs::read_to_string(&boot).unwrap();
+    let out = s.expect(
+        0,
+        &[
+            "apply",
+            &v2,
+            "--role",
+            "db",
+            "--persist",
+            &boot,
+            "--confirm-timeout",
+            "2",
+        ],
+    );
+    assert!(
+        out.contains(&format!("persisted for boot once confirmed: {boot}")),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&boot).unwrap(),
+        boot_v1,
+        "not persisted before confirm"
+    );
+    let new = normalised(&s.list("inet", "ms").unwrap());
+    let timer = s.status_json()["status"]["pending"]["timer_pid"]
+        .as_u64()
+        .unwrap();
+    // Another apply must not pile up on a pending change.
+    let out = s.expect(1, &["apply", &v1, "--role", "db", "--no-persist"]);
+    assert!(out.contains("waiting for confirmation"), "{out}");
+    let out = s.expect(0, &["confirm"]);
+    assert!(
+        out.contains("confirmed: the change to table inet ms is kept"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&boot)
+        .unwrap()
+        .contains("# microseg ruleset for role db"));
+    assert_ne!(
+        std::fs::read_to_string(&boot).unwrap(),
+        boot_v1,
+        "persisted on confirm"
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || !alive(timer)),
+        "the timer exits once confirmed"
+    );
+    std::thread::sleep(Duration::from_millis(2300)); // past the deadline
+    assert_eq!(
+        normalised(&s.list("inet", "ms").unwrap()),
+        new,
+        "still the new ruleset"
+    );
+    let st = s.status_json();
+    assert_eq!(st["status"]["last_event"], "confirm", "{st}");
+    assert_eq!(st["drifted"], false);
+    let out = s.expect(1, &["confirm"]);
+    assert!(out.contains("nothing to confirm"), "{out}");
+}
+
+#[test]
+fn concurrent_applies_are_serialised_by_the_lock() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let a = s.dir.write("a.toml", &policy("\"10.10.1.10\"", true));
+    let b = s.dir.write("b.toml", &policy("\"10.10.1.11\"", false));
+    let start = Instant::now();
+    // A takes the lock and holds it for 1.2 s between reading and applying.
+    let first = s
+        .command(
+            &[
+                "apply",
+                &a,
+                "--role",
+                "app",
+                "--no-persist",
+                "--test-hold-lock-ms",
+                "1200",
+            ],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lock_holder(&s, first.id());
+    // C gives up quickly and says why; B waits its turn.
+    let mut c = s.command(
+        &[
+            "apply",
+            &b,
+            "--role",
+            "app",
+            "--no-persist",
+            "--lock-timeout",
+            "0.2",
+        ],
+        &[],
+    );
+    let second = s
+        .command(&["apply", &b, "--role", "app", "--no-persist"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = c.output().unwrap();
+    let c_err = String::from_utf8_lossy(&c.stderr);
+    assert_eq!(c.status.code(), Some(1), "{c_err}");
+    assert!(
+        c_err.contains("another microseg operation holds") && c_err.contains("(pid "),
+        "{c_err}"
+    );
+    // When each one ends (their output is small: the pipes do not fill up).
+    let (mut first, mut second) = (first, second);
+    let (mut a_done, mut b_done) = (None, None);
+    while a_done.is_none() || b_done.is_none() {
+        if a_done.is_none() && first.try_wait().unwrap().is_some() {
+            a_done = Some(start.elapsed());
+        }
+        if b_done.is_none() && second.try_wait().unwrap().is_some() {
+            b_done = Some(start.elapsed());
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "applies hang");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (a_done, b_done) = (a_done.unwrap(), b_done.unwrap());
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    // A held the lock 1.2 s; B, started meanwhile, only finished after A.
+    assert!(a_done >= Duration::from_millis(1200), "{a_done:?}");
+    assert!(
+        b_done >= a_done,
+        "B ended at {b_done:?}, before A ({a_done:?})"
+    );
+    // B planned against A's result (a replacement: A's flows differ from B's).
+    let b_out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        b_out.contains("replace table inet ms") && !b_out.contains("is not installed"),
+        "{b_out}"
+    );
+    // The final table is B's, whole.
+    let listing = s.list("inet", "ms").unwrap();
+    assert!(
+        listing.contains("10.10.1.11") && !listing.contains("10.10.1.10\""),
+        "{listing}"
+    );
+    assert!(!listing.contains("admin-ssh"), "{listing}");
+    assert_eq!(s.status_json()["drifted"], false);
+    // B's snapshot is A's table: B read it after A had applied.
+    s.expect(0, &["rollback"]);
+    let listing = s.list("inet", "ms").unwrap();
+    assert!(
+        listing.contains("admin-ssh") && listing.contains("10.10.1.10"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn anti_lockout_refuses_unless_forced() {
+    require_root();
+    let mut lab = Lab::new(&[
+        HostSpec::new("db", [ip("10.10.1.30")]),
+        HostSpec::new("admin", [ip("10.10.0.5")]),
+        HostSpec::new("outsider", [ip("203.0.113.9")]),
+    ])
+    .expect("lab");
+    lab.set_probe_timeout(Duration::from_millis(400));
+    lab.listen("db", &[Service::Tcp(22)]).unwrap();
+    let s = Site::new(lab.netns_name("db").unwrap());
+    let p = s.dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    let db = ip("10.10.1.30");
+    let outsider = [("SSH_CONNECTION", "203.0.113.9 50022 10.10.1.30 22")];
+    let out = s.expect_env(1, &["apply", &p, "--role", "db", "--no-persist"], &outsider);
+    assert!(
+        out.contains("refusing to apply: the SSH client 203.0.113.9 would lose access"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dropped by the default verdict") && out.contains("--force"),
+        "{out}"
+    );
+    assert!(s.list("inet", "ms").is_none(), "nothing applied");
+    let out = s.expect_env(
+        0,
+        &["apply", &p, "--role", "db", "--no-persist", "--dry-run"],
+        &outsider,
+    );
+    assert!(out.contains("an apply would be refused"), "{out}");
+    // An unreadable SSH_CONNECTION cannot be checked: refused too.
+    let out = s.expect_env(
+        1,
+        &["apply", &p, "--role", "db", "--no-persist"],
+        &[("SSH_CONNECTION", "junk")],
+    );
+    assert!(out.contains("cannot be checked"), "{out}");
+    // The admin's session is safe: applied. The guard's verdict is the kernel's.
+    let admin = [("SSH_CONNECTION", "10.10.0.5 50022 10.10.1.30 22")];
+    let out = s.expect_env(0, &["apply", &p, "--role", "db", "--no-persist"], &admin);
+    assert!(
+        out.contains("keeps access") && out.contains("flow:admin-ssh"),
+        "{out}"
+    );
+    assert_eq!(
+        lab.probe("admin", db, Probe::Tcp(22)).unwrap(),
+        Outcome::Open
+    );
+    assert_eq!(
+        lab.probe("outsider", db, Probe::Tcp(22)).unwrap(),
+        Outcome::Timeout
+    );
+    // Forced: applied, with a warning.
+    s.expect(0, &["remove", "--no-persist"]);
+    let out = s.expect_env(
+        0,
+        &["apply", &p, "--role", "db", "--no-persist", "--force"],
+        &outsider,
+    );
+    assert!(
+        out.contains("warning: the SSH client 203.0.113.9 would lose access")
+            && out.contains("(forced)"),
+        "{out}"
+    );
+    assert!(s.list("inet", "ms").is_some());
+}
+
+#[test]
+fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let f = s.dir.write("foreign.nft", FOREIGN);
+    assert!(s.nft(&["-f", &f]).status.success());
+    let foreign = s.list("inet", "foreign").unwrap();
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false));
+    let out = s.expect(1, &["rollback"]);
+    assert!(out.contains("nothing to roll back"), "{out}");
+    s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
+    let one = normalised(&s.list("inet", "ms").unwrap());
+    let out = s.expect(0, &["apply", &v2, "--role", "db", "--no-persist"]);
+    assert!(
+        out.contains("replace table inet ms") && out.contains("flow:admin-ssh"),
+        "{out}"
+    );
+    assert_ne!(normalised(&s.list("inet", "ms").unwrap()), one);
+    s.expect(0, &["rollback"]);
+    assert_eq!(
+        normalised(&s.list("inet", "ms").unwrap()),
+        one,
+        "rollback restores v1"
+    );
+    let out = s.expect(0, &["status"]);
+    assert!(
+        out.contains("drift: none") && out.contains("flow:admin-ssh"),
+        "{out}"
+    );
+
+    // A rule added by hand into our table is drift: exit 1, named.
+    assert!(s
+        .nft(&["add", "rule", "inet", "ms", "input", "tcp", "dport", "9999", "accept"])
+        .status
+        .success());
+    let out = s.expect(1, &["status"]);
+    assert!(
+        out.contains("DRIFT")
+            && out.contains("chain input: unexpected rule")
+            && out.contains("tcp dport 9999 accept"),
+        "{out}"
+    );
+    let st = s.status_json();
+    assert_eq!(st["drifted"], true);
+    assert_eq!(st["status"]["drift"][0]["object"], "chain input");
+    // A deleted set element too.
+    assert!(s
+        .nft(&[
+            "delete",
+            "element",
+            "inet",
+            "ms",
+            "admin_v4",
+            "{ 10.10.0.0/26 }"
+        ])
+        .status
+        .success());
+    let out = s.expect(1, &["status"]);
+    assert!(
+        out.contains("set admin_v4: missing elements 10.10.0.0/26"),
+        "{out}"
+    );
+    // Re-applying repairs it (a replacement: rules differ).
+    s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
+    s.expect(0, &["status"]);
+
+    // remove: our table only.
+    s.expect(0, &["remove", "--no-persist"]);
+    assert!(s.list("inet", "ms").is_none());
+    assert_eq!(s.list("inet", "foreign").unwrap(), foreign);
+    let out = s.expect(0, &["remove", "--no-persist"]);
+    assert!(out.contains("nothing to remove"), "{out}");
+    // …and rollback puts it back.
+    s.expect(0, &["rollback"]);
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), one);
+}
+
+#[test]
+fn role_auto_picks_the_managed_address() {
+    let ns = Netns::new();
+    let s = Site::new(&ns.0);
+    let p = s.dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    let ipn = |args: &[&str]| {
+        assert!(Command::new("ip")
+            .args(["-n", &ns.0])
+            .args(args)
+            .status()
+            .unwrap()
+            .success())
+    };
+    ipn(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ipn(&["addr", "add", "192.0.2.7/24", "dev", "d0"]);
+    let out = s.expect(
+        1,
+        &["apply", &p, "--role", "auto", "--dry-run", "--no-persist"],
+    );
+    assert!(
+        out.contains("--role auto: no address of this host is managed")
+            && out.contains("192.0.2.7 (d0)"),
+        "{out}"
+    );
+    ipn(&["addr", "add", "10.10.1.33/32", "dev", "d0"]);
+    let out = s.expect(
+        0,
+        &["apply", &p, "--role", "auto", "--dry-run", "--no-persist"],
+    );
+    assert!(out.contains("for host 10.10.1.33"), "{out}");
+    ipn(&["addr", "add", "10.10.1.21/32", "dev", "d0"]);
+    let out = s.expect(1, &["apply", &p, "--role", "auto", "--no-persist"]);
+    assert!(
+        out.contains("2 addresses of this host are managed") && out.contains("--host"),
+        "{out}"
+    );
+    let out = s.expect(0, &["apply", &p, "--host", "10.10.1.21", "--no-persist"]);
+    assert!(out.contains("for host 10.10.1.21"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_broken_state_is_a_clear_error() {
+    let bin = env!("CARGO_BIN_EXE_microseg");
+    let dir = TempDir::new();
+    let p = dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    for args in [
+        vec!["apply", p.as_str()],
+        vec![
+            "apply",
+            p.as_str(),
+            "--role",
+            "app",
+            "--confirm-timeout",
+            "soon",
+        ],
+        vec![
+            "apply",
+            p.as_str(),
+            "--role",
+            "app",
+            "--persist",
+            "/tmp/x",
+            "--no-persist",
+        ],
+        vec!["apply", p.as_str(), "--role", "app", "--host", "10.0.0.1"],
+        vec!["status", "--bogus"],
+    ] {
+        let out = Command::new(bin).args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(bin)
+        .args([
+            "apply",
+            &p,
+            "--role",
+            "app",
+            "--confirm-timeout",
+            "0",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // A corrupt record: exit 1 and the file named, no panic.
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("applied.json"), "{ not json").unwrap();
+    let out = Command::new(bin)
+        .args(["confirm", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("applied.json") && err.contains("cannot be used"),
+        "{err}"
+    );
+    for cmd in ["apply", "confirm", "rollback", "status", "remove"] {
+        let out = Command::new(bin).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+    }
+}

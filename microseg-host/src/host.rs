@@ -1,0 +1,1105 @@
+//! [`Host`]: apply, confirm, rollback, status and remove over a [`HostBackend`].
+
+use crate::backend::{Difference, Hits, HostBackend, PlanKind};
+use crate::guard::{self, Lockout};
+use crate::persist::{self, Persist};
+use crate::state::{now_ms, Applied, Pending, PersistJob, PersistRecord, Snapshot, StateDir};
+use crate::timer::{self, TimerCommand};
+use crate::HostError;
+use microseg_core::ir::HostRuleset;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+/// How long an operation waits for the lock by default.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Extra time the timer gives an apply still in progress (it moves the
+/// deadline to apply end + timeout when it is done).
+const APPLY_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the timer waits for the lock before restoring.
+const TIMER_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often the timer looks at the pending record.
+const TIMER_POLL: Duration = Duration::from_millis(100);
+
+/// The local host's firewall, managed through a backend and a state directory.
+///
+/// ```no_run
+/// use backend_nft::{Nft, NftBackend};
+/// use microseg_host::{Host, StateDir};
+/// let host = Host::new(NftBackend::new(Nft::host(), "microseg"), StateDir::resolve(None))
+///     .with_lock_timeout(std::time::Duration::from_secs(5));
+/// let status = host.status()?;
+/// if status.drifted() { eprintln!("{status}"); }
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug)]
+pub struct Host<B: HostBackend> {
+    backend: B,
+    state: StateDir,
+    lock_timeout: Duration,
+}
+
+/// Options of [`Host::apply`].
+///
+/// ```
+/// let o = microseg_host::ApplyOptions { dry_run: true, ..Default::default() };
+/// assert!(!o.force);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Only plan: change nothing, record nothing.
+    pub dry_run: bool,
+    /// Apply even if the SSH session would lose access.
+    pub force: bool,
+    /// The value of `SSH_CONNECTION` (`None`: not in an SSH session).
+    pub ssh_connection: Option<String>,
+    /// Roll back unless confirmed in time.
+    pub confirm: Option<ConfirmOptions>,
+    /// Boot persistence.
+    pub persist: Persist,
+    /// Where the ruleset came from (the policy file), for the records.
+    pub source: String,
+    /// After taking the lock and reading the installed state, wait this long
+    /// before planning and applying (demonstrates the lock; tests use it).
+    pub hold_lock: Option<Duration>,
+}
+
+/// `--confirm-timeout`: how long, and the timer program.
+///
+/// ```
+/// let c = microseg_host::ConfirmOptions {
+///     timeout: std::time::Duration::from_secs(60),
+///     timer: microseg_host::TimerCommand { program: "/usr/bin/microseg".into(), args: vec!["__confirm-timer".into()] },
+/// };
+/// # let _ = c;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfirmOptions {
+    /// Time to confirm after the apply.
+    pub timeout: Duration,
+    /// The detached program that restores the snapshot unless confirmed.
+    pub timer: TimerCommand,
+}
+
+/// A change waiting for confirmation.
+///
+/// ```
+/// let p = microseg_host::PendingInfo { id: "x".into(), deadline_ms: 0, remaining_secs: 1.5, timer_pid: Some(42), timer_running: true };
+/// assert!(p.to_string().contains("1.5 s"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingInfo {
+    /// The change's id.
+    pub id: String,
+    /// When the timer restores the previous state (ms since the epoch).
+    pub deadline_ms: u64,
+    /// Seconds left (negative: overdue).
+    pub remaining_secs: f64,
+    /// The timer's pid.
+    pub timer_pid: Option<u32>,
+    /// Whether that process still exists.
+    pub timer_running: bool,
+}
+
+impl fmt::Display for PendingInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pid = self
+            .timer_pid
+            .map(|p| {
+                format!(
+                    " (timer pid {p}{})",
+                    if self.timer_running {
+                        ""
+                    } else {
+                        ", not running!"
+                    }
+                )
+            })
+            .unwrap_or_default();
+        if self.remaining_secs >= 0.0 {
+            write!(
+                f,
+                "run `microseg confirm` within {:.1} s to keep this change, or the previous state is restored{pid}",
+                self.remaining_secs
+            )
+        } else {
+            write!(
+                f,
+                "confirmation overdue by {:.1} s{pid}",
+                -self.remaining_secs
+            )
+        }
+    }
+}
+
+/// What [`Host::apply`] did (or, for a dry run, would do); `Display` prints
+/// it for people, `Serialize` for programs.
+///
+/// ```no_run
+/// # use backend_nft::{Nft, NftBackend};
+/// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+/// # let rs: microseg_core::ir::HostRuleset = unimplemented!();
+/// let r = host.apply(&rs, &microseg_host::ApplyOptions::default())?;
+/// if r.plan == microseg_host::PlanKind::Incremental { println!("only set members changed"); }
+/// print!("{r}");
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// The backend.
+    pub backend: String,
+    /// What the policy owns (`table inet microseg`).
+    pub owned: String,
+    /// What the ruleset was compiled for.
+    pub target: String,
+    /// How much changes.
+    pub plan: PlanKind,
+    /// The plan, for people.
+    pub plan_text: String,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// The change was made.
+    pub applied: bool,
+    /// The anti-lockout check.
+    pub lockout: Lockout,
+    /// Applied although the check refused.
+    pub forced: bool,
+    /// The boot file written.
+    pub persisted: Option<PathBuf>,
+    /// The boot file that `confirm` writes.
+    pub persist_on_confirm: Option<PathBuf>,
+    /// The backup of the previous boot file.
+    pub backup: Option<PathBuf>,
+    /// Advice.
+    pub notes: Vec<String>,
+    /// The pending confirmation.
+    pub pending: Option<PendingInfo>,
+}
+
+impl fmt::Display for ApplyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.plan_text)?;
+        if self.dry_run {
+            writeln!(
+                f,
+                "dry run: nothing changed ({} for {})",
+                self.owned, self.target
+            )?;
+        } else if self.applied {
+            writeln!(
+                f,
+                "applied: {} for {} ({})",
+                self.owned, self.target, self.plan
+            )?;
+        }
+        match (&self.lockout, self.forced) {
+            (Lockout::NoSession, _) => {}
+            (l, true) => writeln!(f, "warning: {l} (forced)")?,
+            (l, false) if l.refuses() => writeln!(f, "an apply would be refused: {l}")?,
+            (l, false) => writeln!(f, "SSH: {l}")?,
+        }
+        if let Some(p) = &self.persisted {
+            write!(f, "persisted for boot: {}", p.display())?;
+            match &self.backup {
+                Some(b) => writeln!(f, " (previous file kept as {})", b.display())?,
+                None => writeln!(f)?,
+            }
+        }
+        if let Some(p) = &self.persist_on_confirm {
+            writeln!(f, "persisted for boot once confirmed: {}", p.display())?;
+        }
+        if let Some(p) = &self.pending {
+            writeln!(f, "{p}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`Host::confirm`] did.
+///
+/// ```no_run
+/// # use backend_nft::{Nft, NftBackend};
+/// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+/// let r = host.confirm()?;
+/// if let Some(p) = &r.persisted { println!("boot file {}", p.display()); }
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfirmReport {
+    /// What the policy owns.
+    pub owned: String,
+    /// The boot file written now.
+    pub persisted: Option<PathBuf>,
+    /// Its backup.
+    pub backup: Option<PathBuf>,
+    /// The timer that will now exit without restoring.
+    pub timer_pid: Option<u32>,
+    /// Advice.
+    pub notes: Vec<String>,
+}
+
+impl fmt::Display for ConfirmReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "confirmed: the change to {} is kept", self.owned)?;
+        if let Some(p) = &self.persisted {
+            write!(f, "persisted for boot: {}", p.display())?;
+            match &self.backup {
+                Some(b) => writeln!(f, " (previous file kept as {})", b.display())?,
+                None => writeln!(f)?,
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`Host::rollback`] did.
+///
+/// ```no_run
+/// # use backend_nft::{Nft, NftBackend};
+/// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+/// let r = host.rollback()?;
+/// println!("{}", if r.installed { "restored" } else { "removed: nothing was installed before" });
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackReport {
+    /// What the policy owns.
+    pub owned: String,
+    /// The restored state had the policy installed (false: it was absent, so it was removed).
+    pub installed: bool,
+    /// When the snapshot was taken (ms since the epoch).
+    pub taken_ms: u64,
+    /// The boot file put back.
+    pub boot_file: Option<PathBuf>,
+    /// A pending confirmation was cancelled.
+    pub cancelled_pending: bool,
+}
+
+impl fmt::Display for RollbackReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ago = now_ms().saturating_sub(self.taken_ms) as f64 / 1000.0;
+        if self.installed {
+            writeln!(
+                f,
+                "rolled back: {} restored as it was {ago:.1} s ago",
+                self.owned
+            )?;
+        } else {
+            writeln!(
+                f,
+                "rolled back: {} was not installed {ago:.1} s ago, so it is removed",
+                self.owned
+            )?;
+        }
+        if self.cancelled_pending {
+            writeln!(f, "the pending confirmation is cancelled")?;
+        }
+        if let Some(p) = &self.boot_file {
+            writeln!(f, "boot file {} put back as it was", p.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`Host::remove`] did.
+///
+/// ```no_run
+/// # use backend_nft::{Nft, NftBackend};
+/// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+/// let r = host.remove(&microseg_host::Persist::Off)?;
+/// assert!(!r.was_installed || r.owned == "table inet t");
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoveReport {
+    /// What the policy owns.
+    pub owned: String,
+    /// It was installed (and is now gone).
+    pub was_installed: bool,
+    /// The boot file removed (kept as `.bak`).
+    pub boot_file: Option<PathBuf>,
+}
+
+impl fmt::Display for RemoveReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.was_installed {
+            writeln!(
+                f,
+                "removed: {} (nothing else touched; `microseg rollback` reinstalls it)",
+                self.owned
+            )?;
+        } else {
+            writeln!(f, "nothing to remove: {} is not installed", self.owned)?;
+        }
+        if let Some(p) = &self.boot_file {
+            writeln!(
+                f,
+                "boot file {} removed (kept as {})",
+                p.display(),
+                persist::backup_path(p).display()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What is installed, whether it drifted, and the hit counters.
+///
+/// ```no_run
+/// # use backend_nft::{Nft, NftBackend};
+/// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+/// let s = host.status()?;
+/// for h in s.hits.iter().filter(|h| h.label.starts_with("flow:")) {
+///     println!("{} {}", h.label, h.packets);
+/// }
+/// std::process::exit(if s.drifted() { 1 } else { 0 });
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The backend.
+    pub backend: String,
+    /// What the policy owns.
+    pub owned: String,
+    /// It is installed.
+    pub installed: bool,
+    /// The last operation: `apply`, `confirm`, `rollback`, `timer-rollback`, `remove`.
+    pub last_event: Option<String>,
+    /// What it was compiled for.
+    pub target: Option<String>,
+    /// The policy file.
+    pub source: Option<String>,
+    /// When (ms since the epoch).
+    pub at_ms: Option<u64>,
+    /// Differences from what was applied (`None`: nothing recorded to compare with).
+    pub drift: Option<Vec<Difference>>,
+    /// Hit counters per flow and baseline item.
+    pub hits: Vec<Hits>,
+    /// A change waiting for confirmation.
+    pub pending: Option<PendingInfo>,
+}
+
+impl Status {
+    /// True if what is installed differs from what was applied.
+    ///
+    /// ```
+    /// # let s = microseg_host::Status { backend: "nft".into(), owned: "t".into(), installed: false,
+    /// #   last_event: None, target: None, source: None, at_ms: None, drift: None, hits: vec![], pending: None };
+    /// assert!(!s.drifted());
+    /// ```
+    pub fn drifted(&self) -> bool {
+        self.drift.as_ref().is_some_and(|d| !d.is_empty())
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} ({}): {}",
+            self.owned,
+            self.backend,
+            if self.installed {
+                "installed"
+            } else {
+                "not installed"
+            }
+        )?;
+        if let (Some(e), Some(at)) = (&self.last_event, self.at_ms) {
+            let ago = now_ms().saturating_sub(at) as f64 / 1000.0;
+            write!(f, "last operation: {e}, {ago:.0} s ago")?;
+            if let (Some(t), Some(s)) = (&self.target, &self.source) {
+                if !t.is_empty() {
+                    write!(f, " ({t} from {s})")?;
+                }
+            }
+            writeln!(f)?;
+        }
+        match &self.drift {
+            None => writeln!(
+                f,
+                "drift: unknown (nothing applied with this state directory)"
+            )?,
+            Some(d) if d.is_empty() => writeln!(f, "drift: none (installed = applied)")?,
+            Some(d) => {
+                writeln!(f, "DRIFT: {} difference(s) from what was applied:", d.len())?;
+                for x in d {
+                    writeln!(f, "  {x}")?;
+                }
+            }
+        }
+        if let Some(p) = &self.pending {
+            writeln!(f, "pending: {p}")?;
+        }
+        if self.installed {
+            writeln!(f, "hits:")?;
+            let width = self.hits.iter().map(|h| h.label.len()).max().unwrap_or(0);
+            let (flows, base): (Vec<&Hits>, Vec<&Hits>) =
+                self.hits.iter().partition(|h| h.label.starts_with("flow:"));
+            for h in flows.into_iter().chain(base) {
+                writeln!(
+                    f,
+                    "  {:width$}  {:>10} packets {:>12} bytes",
+                    h.label, h.packets, h.bytes
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a confirm timer ended.
+///
+/// ```
+/// assert_eq!(microseg_host::TimerOutcome::RolledBack.to_string(),
+///     "not confirmed: the previous state was restored");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimerOutcome {
+    /// `confirm` (or `rollback`) cleared the record in time.
+    Confirmed,
+    /// Another change replaced the record.
+    Superseded,
+    /// The deadline passed: the snapshot was restored.
+    RolledBack,
+}
+
+impl fmt::Display for TimerOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimerOutcome::Confirmed => "confirmed (or rolled back) in time",
+            TimerOutcome::Superseded => "superseded by another change",
+            TimerOutcome::RolledBack => "not confirmed: the previous state was restored",
+        })
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S …`: the state follows the last parenthesis.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok(),
+    }
+}
+
+fn pending_info(p: &Pending) -> PendingInfo {
+    let running = p.timer_pid.is_some_and(running);
+    PendingInfo {
+        id: p.id.clone(),
+        deadline_ms: p.deadline_ms,
+        remaining_secs: (p.deadline_ms as f64 - now_ms() as f64) / 1000.0,
+        timer_pid: p.timer_pid,
+        timer_running: running,
+    }
+}
+
+fn new_id() -> String {
+    format!("{:x}-{:x}", now_ms(), std::process::id())
+}
+
+impl<B: HostBackend> Host<B> {
+    /// A host managed through `backend`, with records in `state`.
+    ///
+    /// ```
+    /// use backend_nft::{Nft, NftBackend};
+    /// let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "microseg"),
+    ///     microseg_host::StateDir::resolve(Some("/tmp/ms".into())));
+    /// assert_eq!(host.backend().table, "microseg");
+    /// ```
+    pub fn new(backend: B, state: StateDir) -> Host<B> {
+        Host {
+            backend,
+            state,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// Waits at most `timeout` for the lock (default 30 s).
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend};
+    /// let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None))
+    ///     .with_lock_timeout(std::time::Duration::ZERO);
+    /// # let _ = host;
+    /// ```
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Host<B> {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The backend.
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// assert_eq!(host.backend().table, "t");
+    /// ```
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The state directory.
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(Some("/x".into())));
+    /// assert_eq!(host.state_dir().path(), std::path::Path::new("/x"));
+    /// ```
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state
+    }
+
+    fn be<E: std::error::Error + Send + Sync + 'static>(&self, e: E) -> HostError {
+        HostError::backend(self.backend.name(), e)
+    }
+
+    fn encode_state(&self, s: &B::State) -> Result<serde_json::Value, HostError> {
+        serde_json::to_value(s).map_err(|e| HostError::Record {
+            path: self.state.path().into(),
+            message: format!("cannot serialise the {} state: {e}", self.backend.name()),
+        })
+    }
+
+    fn decode_state(&self, v: Option<serde_json::Value>) -> Result<Option<B::State>, HostError> {
+        v.map(|v| {
+            serde_json::from_value(v).map_err(|e| HostError::Record {
+                path: self.state.path().into(),
+                message: format!("a saved {} state cannot be read: {e}", self.backend.name()),
+            })
+        })
+        .transpose()
+    }
+
+    fn check_snapshot(&self, s: &Snapshot) -> Result<(), HostError> {
+        if s.backend != self.backend.name() || s.key != self.backend.key() {
+            return Err(HostError::Mismatch(format!(
+                "the saved state in {} is of {} backend, table/object \"{}\", not {} \"{}\"",
+                self.state.path().display(),
+                s.backend,
+                s.key,
+                self.backend.name(),
+                self.backend.key()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the host's firewall match `ruleset`: renders it, checks the SSH
+    /// session (refuses unless forced), takes the lock, reads and plans
+    /// (unchanged, incremental, replace), saves the snapshot, applies in one
+    /// transaction, records what was applied, and persists for boot (at
+    /// `confirm` when a confirmation is required). A failed apply changes
+    /// nothing (the backend applies all or nothing) and keeps the previous
+    /// rollback point.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # use microseg_core::{ir::{compile, Target}, Policy};
+    /// # let policy = Policy::from_file("p.toml")?;
+    /// let host = microseg_host::Host::new(NftBackend::new(Nft::host(), &policy.table),
+    ///     microseg_host::StateDir::resolve(None));
+    /// let rs = compile(&policy, &Target::Role("web".into()))?;
+    /// let dry = host.apply(&rs, &microseg_host::ApplyOptions { dry_run: true, ..Default::default() })?;
+    /// print!("{dry}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply(
+        &self,
+        ruleset: &HostRuleset,
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport, HostError> {
+        let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
+        let lockout = guard::check(ruleset, opts.ssh_connection.as_deref());
+        if lockout.refuses() && !opts.force && !opts.dry_run {
+            return Err(HostError::LockedOut {
+                reason: lockout.to_string(),
+            });
+        }
+        let persist_path = match &opts.persist {
+            Persist::Default => self.backend.default_persist_path(),
+            Persist::To(p) => Some(p.clone()),
+            Persist::Off => None,
+        };
+        let mut report = ApplyReport {
+            backend: self.backend.name().into(),
+            owned: self.backend.owned(),
+            target: ruleset.target.to_string(),
+            plan: PlanKind::Unchanged,
+            plan_text: String::new(),
+            dry_run: opts.dry_run,
+            applied: false,
+            forced: lockout.refuses() && opts.force,
+            lockout,
+            persisted: None,
+            persist_on_confirm: None,
+            backup: None,
+            notes: Vec::new(),
+            pending: None,
+        };
+        if opts.dry_run {
+            let current = self.backend.read().map_err(|e| self.be(e))?;
+            let plan = self
+                .backend
+                .plan(&desired, current.as_ref())
+                .map_err(|e| self.be(e))?;
+            report.plan = self.backend.plan_kind(&plan);
+            report.plan_text = plan.to_string();
+            if let Some(p) = &persist_path {
+                report.notes.push(format!(
+                    "an apply would persist the ruleset to {}",
+                    p.display()
+                ));
+            }
+            return Ok(report);
+        }
+
+        let _lock = self.state.lock(self.lock_timeout)?;
+        if let Some(p) = self.state.pending()? {
+            let info = pending_info(&p);
+            let hint = if info.timer_running {
+                format!(
+                    "the timer restores the previous state in {:.1} s; run `microseg confirm` to \
+                     keep it or `microseg rollback` to undo it, then apply again",
+                    info.remaining_secs.max(0.0)
+                )
+            } else {
+                "its confirm timer is gone (a reboot?); run `microseg rollback` to restore the \
+                 state from before it, then apply again"
+                    .to_string()
+            };
+            return Err(HostError::Pending {
+                owned: self.backend.owned(),
+                hint,
+            });
+        }
+        let current = self.backend.read().map_err(|e| self.be(e))?;
+        if let Some(hold) = opts.hold_lock {
+            thread::sleep(hold);
+        }
+        let plan = self
+            .backend
+            .plan(&desired, current.as_ref())
+            .map_err(|e| self.be(e))?;
+        report.plan = self.backend.plan_kind(&plan);
+        report.plan_text = plan.to_string();
+        let persist_record = match &persist_path {
+            Some(p) => Some(PersistRecord {
+                path: p.clone(),
+                previous: persist::read_existing(p)?,
+            }),
+            None => None,
+        };
+        let snapshot = Snapshot {
+            version: StateDir::record_version(),
+            backend: self.backend.name().into(),
+            key: self.backend.key(),
+            taken_ms: now_ms(),
+            state: current.as_ref().map(|s| self.encode_state(s)).transpose()?,
+            persist: persist_record,
+        };
+        let boot_text = self.backend.boot_text(&desired);
+        let expected = self.encode_state(&self.backend.expected(&desired))?;
+
+        let confirm = opts
+            .confirm
+            .as_ref()
+            .filter(|_| report.plan != PlanKind::Unchanged);
+        if opts.confirm.is_some() && confirm.is_none() {
+            report
+                .notes
+                .push("nothing changes, so there is nothing to confirm".into());
+        }
+        let mut pending = None;
+        if let Some(c) = confirm {
+            let mut p = Pending {
+                version: StateDir::record_version(),
+                id: new_id(),
+                backend: self.backend.name().into(),
+                key: self.backend.key(),
+                target: ruleset.target.to_string(),
+                created_ms: now_ms(),
+                deadline_ms: now_ms() + (c.timeout + APPLY_GRACE).as_millis() as u64,
+                timer_pid: None,
+                snapshot: snapshot.clone(),
+                persist: persist_path.as_ref().map(|path| PersistJob {
+                    path: path.clone(),
+                    text: boot_text.clone(),
+                }),
+            };
+            // Written before the timer starts: it exits when it finds no record of its own.
+            self.state.write_pending(&p)?;
+            match timer::spawn(&c.timer, self.state.path(), &p.id, &self.state.timer_log()) {
+                Ok(pid) => p.timer_pid = Some(pid),
+                Err(e) => {
+                    let _ = self.state.clear_pending();
+                    return Err(e);
+                }
+            }
+            self.state.write_pending(&p)?;
+            pending = Some((p, c.timeout));
+        }
+
+        if let Err(e) = self.backend.apply(&plan) {
+            if pending.is_some() {
+                // The timer finds no record and exits; nothing was changed.
+                let _ = self.state.clear_pending();
+            }
+            return Err(self.be(e));
+        }
+        report.applied = true;
+        if report.plan != PlanKind::Unchanged {
+            self.state.write_snapshot(&snapshot)?;
+        }
+        self.state.write_applied(&Applied {
+            version: StateDir::record_version(),
+            backend: self.backend.name().into(),
+            key: self.backend.key(),
+            event: "apply".into(),
+            target: ruleset.target.to_string(),
+            source: opts.source.clone(),
+            at_ms: now_ms(),
+            expected: Some(expected),
+            persist: persist_path.clone(),
+        })?;
+        let default_path = matches!(opts.persist, Persist::Default);
+        if let Some((mut p, timeout)) = pending {
+            p.deadline_ms = now_ms() + timeout.as_millis() as u64;
+            self.state.write_pending(&p)?;
+            report.pending = Some(pending_info(&p));
+            report.persist_on_confirm = persist_path;
+        } else if let Some(path) = persist_path {
+            report.backup = persist::write_boot_file(&path, &boot_text)?;
+            report
+                .notes
+                .extend(self.backend.persist_notes(&path, default_path));
+            report.persisted = Some(path);
+        } else {
+            report
+                .notes
+                .push("not persisted: the change is lost at reboot (--no-persist)".into());
+        }
+        Ok(report)
+    }
+
+    /// Keeps a pending change: clears the record (the timer then exits
+    /// without restoring) and writes the deferred boot file.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// println!("{}", host.confirm()?);
+    /// # Ok::<(), microseg_host::HostError>(())
+    /// ```
+    pub fn confirm(&self) -> Result<ConfirmReport, HostError> {
+        let _lock = self.state.lock(self.lock_timeout)?;
+        let Some(p) = self.state.pending()? else {
+            let detail = match self.state.applied()? {
+                Some(a) if a.event == "timer-rollback" => format!(
+                    "the confirm timer already restored the previous state, {:.1} s ago",
+                    now_ms().saturating_sub(a.at_ms) as f64 / 1000.0
+                ),
+                _ => "no change is waiting for confirmation".into(),
+            };
+            return Err(HostError::NoPending { detail });
+        };
+        if p.backend != self.backend.name() || p.key != self.backend.key() {
+            return Err(HostError::Mismatch(format!(
+                "the pending change is for {} \"{}\", not {} \"{}\"",
+                p.backend,
+                p.key,
+                self.backend.name(),
+                self.backend.key()
+            )));
+        }
+        let info = pending_info(&p);
+        if info.remaining_secs < 0.0 {
+            let what = if info.timer_running {
+                "the timer is restoring the previous state"
+            } else {
+                "its confirm timer is gone (a reboot?): run `microseg rollback` to restore the \
+                 previous state"
+            };
+            return Err(HostError::NoPending {
+                detail: format!(
+                    "too late: the deadline passed {:.1} s ago and {what}",
+                    -info.remaining_secs
+                ),
+            });
+        }
+        let mut report = ConfirmReport {
+            owned: self.backend.owned(),
+            persisted: None,
+            backup: None,
+            timer_pid: p.timer_pid,
+            notes: Vec::new(),
+        };
+        if let Some(job) = &p.persist {
+            report.backup = persist::write_boot_file(&job.path, &job.text)?;
+            let default = self.backend.default_persist_path().as_ref() == Some(&job.path);
+            report
+                .notes
+                .extend(self.backend.persist_notes(&job.path, default));
+            report.persisted = Some(job.path.clone());
+        }
+        self.state.clear_pending()?;
+        if let Some(mut a) = self.state.applied()? {
+            a.event = "confirm".into();
+            a.at_ms = now_ms();
+            self.state.write_applied(&a)?;
+        }
+        Ok(report)
+    }
+
+    /// Restores the state saved before the last apply (or remove) that
+    /// changed something, the boot file included; cancels a pending
+    /// confirmation.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// println!("{}", host.rollback()?);
+    /// # Ok::<(), microseg_host::HostError>(())
+    /// ```
+    pub fn rollback(&self) -> Result<RollbackReport, HostError> {
+        let _lock = self.state.lock(self.lock_timeout)?;
+        let pending = self.state.pending()?;
+        let snap = match &pending {
+            Some(p) => p.snapshot.clone(),
+            None => self
+                .state
+                .snapshot()?
+                .ok_or_else(|| HostError::NoSnapshot {
+                    dir: self.state.path().into(),
+                })?,
+        };
+        self.check_snapshot(&snap)?;
+        let saved = self.decode_state(snap.state.clone())?;
+        self.backend
+            .restore(saved.as_ref())
+            .map_err(|e| self.be(e))?;
+        let mut boot_file = None;
+        if let Some(r) = &snap.persist {
+            persist::restore_boot_file(&r.path, r.previous.as_deref())?;
+            boot_file = Some(r.path.clone());
+        }
+        if pending.is_some() {
+            self.state.clear_pending()?;
+        }
+        let last = self.state.applied()?;
+        self.state.write_applied(&Applied {
+            version: StateDir::record_version(),
+            backend: self.backend.name().into(),
+            key: self.backend.key(),
+            event: "rollback".into(),
+            target: last.as_ref().map(|a| a.target.clone()).unwrap_or_default(),
+            source: last.as_ref().map(|a| a.source.clone()).unwrap_or_default(),
+            at_ms: now_ms(),
+            expected: snap.state.clone(),
+            persist: snap
+                .persist
+                .as_ref()
+                .filter(|r| r.previous.is_some())
+                .map(|r| r.path.clone()),
+        })?;
+        Ok(RollbackReport {
+            owned: self.backend.owned(),
+            installed: saved.is_some(),
+            taken_ms: snap.taken_ms,
+            boot_file,
+            cancelled_pending: pending.is_some(),
+        })
+    }
+
+    /// What is installed, drift from what was last applied (handles and
+    /// counter values aside), hit counters per flow, and any pending change.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// let s = host.status()?;
+    /// println!("{}", serde_json::to_string_pretty(&s).unwrap());
+    /// # Ok::<(), microseg_host::HostError>(())
+    /// ```
+    pub fn status(&self) -> Result<Status, HostError> {
+        let current = self.backend.read().map_err(|e| self.be(e))?;
+        let applied = self
+            .state
+            .applied()?
+            .filter(|a| a.backend == self.backend.name() && a.key == self.backend.key());
+        let drift = match &applied {
+            Some(a) => {
+                let expected = self.decode_state(a.expected.clone())?;
+                Some(self.backend.drift(expected.as_ref(), current.as_ref()))
+            }
+            None => None,
+        };
+        let pending = self
+            .state
+            .pending()?
+            .filter(|p| p.backend == self.backend.name() && p.key == self.backend.key());
+        Ok(Status {
+            backend: self.backend.name().into(),
+            owned: self.backend.owned(),
+            installed: current.is_some(),
+            last_event: applied.as_ref().map(|a| a.event.clone()),
+            target: applied.as_ref().map(|a| a.target.clone()),
+            source: applied.as_ref().map(|a| a.source.clone()),
+            at_ms: applied.as_ref().map(|a| a.at_ms),
+            drift,
+            hits: current
+                .as_ref()
+                .map(|c| self.backend.hits(c))
+                .unwrap_or_default(),
+            pending: pending.as_ref().map(pending_info),
+        })
+    }
+
+    /// Removes everything the policy installed, nothing else, and its boot
+    /// file (`Persist::Default`: the one the last apply wrote, else the
+    /// backend's default place). The removed state becomes the rollback point.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// println!("{}", host.remove(&microseg_host::Persist::Default)?);
+    /// # Ok::<(), microseg_host::HostError>(())
+    /// ```
+    pub fn remove(&self, persist: &Persist) -> Result<RemoveReport, HostError> {
+        let _lock = self.state.lock(self.lock_timeout)?;
+        let current = self.backend.read().map_err(|e| self.be(e))?;
+        let applied = self
+            .state
+            .applied()?
+            .filter(|a| a.backend == self.backend.name() && a.key == self.backend.key());
+        let path = match persist {
+            Persist::Default => applied
+                .as_ref()
+                .and_then(|a| a.persist.clone())
+                .or_else(|| self.backend.default_persist_path()),
+            Persist::To(p) => Some(p.clone()),
+            Persist::Off => None,
+        };
+        if let Some(c) = &current {
+            let persist = match &path {
+                Some(p) => Some(PersistRecord {
+                    path: p.clone(),
+                    previous: persist::read_existing(p)?,
+                }),
+                None => None,
+            };
+            self.state.write_snapshot(&Snapshot {
+                version: StateDir::record_version(),
+                backend: self.backend.name().into(),
+                key: self.backend.key(),
+                taken_ms: now_ms(),
+                state: Some(self.encode_state(c)?),
+                persist,
+            })?;
+        }
+        self.backend.remove().map_err(|e| self.be(e))?;
+        let mut boot_file = None;
+        if let Some(p) = &path {
+            if persist::remove_boot_file(p)? {
+                boot_file = Some(p.clone());
+            }
+        }
+        self.state.clear_pending()?;
+        self.state.write_applied(&Applied {
+            version: StateDir::record_version(),
+            backend: self.backend.name().into(),
+            key: self.backend.key(),
+            event: "remove".into(),
+            target: String::new(),
+            source: String::new(),
+            at_ms: now_ms(),
+            expected: None,
+            persist: None,
+        })?;
+        Ok(RemoveReport {
+            owned: self.backend.owned(),
+            was_installed: current.is_some(),
+            boot_file,
+        })
+    }
+
+    /// The confirm timer (run by the detached program of
+    /// [`TimerCommand`]): detaches, waits for the deadline of pending change
+    /// `id`, and restores its snapshot unless the record was cleared
+    /// (`confirm`, `rollback`) or replaced meanwhile. Progress goes to the
+    /// state directory's `timer.log`.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # let host = microseg_host::Host::new(NftBackend::new(Nft::host(), "t"), microseg_host::StateDir::resolve(None));
+    /// let outcome = host.run_timer("18c2f-1a2b")?;
+    /// println!("{outcome}");
+    /// # Ok::<(), microseg_host::HostError>(())
+    /// ```
+    pub fn run_timer(&self, id: &str) -> Result<TimerOutcome, HostError> {
+        timer::detach()?;
+        self.state.log(&format!("timer for change {id} started"));
+        let result = self.timer_body(id);
+        match &result {
+            Ok(o) => self.state.log(&format!("change {id}: {o}")),
+            Err(e) => self.state.log(&format!("change {id}: timer failed: {e}")),
+        }
+        result
+    }
+
+    fn timer_body(&self, id: &str) -> Result<TimerOutcome, HostError> {
+        loop {
+            match self.state.pending()? {
+                None => return Ok(TimerOutcome::Confirmed),
+                Some(p) if p.id != id => return Ok(TimerOutcome::Superseded),
+                Some(p) => {
+                    let now = now_ms();
+                    if now >= p.deadline_ms {
+                        break;
+                    }
+                    thread::sleep(TIMER_POLL.min(Duration::from_millis(p.deadline_ms - now)));
+                }
+            }
+        }
+        let _lock = self.state.lock(TIMER_LOCK_TIMEOUT)?;
+        let p = match self.state.pending()? {
+            None => return Ok(TimerOutcome::Confirmed),
+            Some(p) if p.id != id => return Ok(TimerOutcome::Superseded),
+            Some(p) => p,
+        };
+        self.check_snapshot(&p.snapshot)?;
+        let saved = self.decode_state(p.snapshot.state.clone())?;
+        self.backend
+            .restore(saved.as_ref())
+            .map_err(|e| self.be(e))?;
+        self.state.clear_pending()?;
+        let last = self.state.applied()?;
+        self.state.write_applied(&Applied {
+            version: StateDir::record_version(),
+            backend: self.backend.name().into(),
+            key: self.backend.key(),
+            event: "timer-rollback".into(),
+            target: last.as_ref().map(|a| a.target.clone()).unwrap_or_default(),
+            source: last.as_ref().map(|a| a.source.clone()).unwrap_or_default(),
+            at_ms: now_ms(),
+            expected: p.snapshot.state.clone(),
+            persist: last.and_then(|a| a.persist),
+        })?;
+        Ok(TimerOutcome::RolledBack)
+    }
+}

@@ -1,0 +1,465 @@
+//! The state directory: records written atomically, and the lock.
+
+use crate::HostError;
+use nix::fcntl::{Flock, FlockArg};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The state directory when neither a parameter nor [`STATE_DIR_ENV`] names one.
+///
+/// ```
+/// assert_eq!(microseg_host::DEFAULT_STATE_DIR, "/var/lib/microseg");
+/// ```
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/microseg";
+
+/// The environment variable that overrides [`DEFAULT_STATE_DIR`].
+///
+/// ```
+/// assert_eq!(microseg_host::STATE_DIR_ENV, "MICROSEG_STATE_DIR");
+/// ```
+pub const STATE_DIR_ENV: &str = "MICROSEG_STATE_DIR";
+
+const LOCK: &str = "lock";
+const SNAPSHOT: &str = "snapshot.json";
+const APPLIED: &str = "applied.json";
+const PENDING: &str = "pending.json";
+const TIMER_LOG: &str = "timer.log";
+
+/// Format of the records; bumped on incompatible changes.
+const RECORD_VERSION: u32 = 1;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where microseg keeps what it needs between runs.
+///
+/// ```
+/// let dir = microseg_host::StateDir::resolve(Some("/tmp/ms-state".into()));
+/// assert_eq!(dir.path(), std::path::Path::new("/tmp/ms-state"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// The exclusive lock of a state directory, held until dropped.
+///
+/// ```no_run
+/// let dir = microseg_host::StateDir::resolve(None);
+/// let lock = dir.lock(std::time::Duration::from_secs(5))?;
+/// // … nobody else applies meanwhile …
+/// drop(lock);
+/// # Ok::<(), microseg_host::HostError>(())
+/// ```
+#[derive(Debug)]
+pub struct StateLock {
+    _flock: Flock<File>,
+}
+
+/// A previous state, enough to put it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub(crate) version: u32,
+    pub(crate) backend: String,
+    pub(crate) key: String,
+    pub(crate) taken_ms: u64,
+    /// The backend's state (`None`: nothing was installed).
+    pub(crate) state: Option<serde_json::Value>,
+    /// The boot file and what it held before (`None`: persistence was off).
+    pub(crate) persist: Option<PersistRecord>,
+}
+
+/// A boot file and its content before we wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PersistRecord {
+    pub(crate) path: PathBuf,
+    pub(crate) previous: Option<String>,
+}
+
+/// What the last operation left installed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Applied {
+    pub(crate) version: u32,
+    pub(crate) backend: String,
+    pub(crate) key: String,
+    /// `apply`, `confirm`, `rollback`, `timer-rollback`, `remove`.
+    pub(crate) event: String,
+    pub(crate) target: String,
+    pub(crate) source: String,
+    pub(crate) at_ms: u64,
+    /// The state expected to be installed (`None`: nothing).
+    pub(crate) expected: Option<serde_json::Value>,
+    /// The boot file written for it, if any.
+    pub(crate) persist: Option<PathBuf>,
+}
+
+/// A change waiting for `confirm`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    pub(crate) version: u32,
+    pub(crate) id: String,
+    pub(crate) backend: String,
+    pub(crate) key: String,
+    pub(crate) target: String,
+    pub(crate) created_ms: u64,
+    /// When the timer restores the snapshot.
+    pub(crate) deadline_ms: u64,
+    pub(crate) timer_pid: Option<u32>,
+    /// What the timer (or `rollback`) restores.
+    pub(crate) snapshot: Snapshot,
+    /// The boot file to write on `confirm`.
+    pub(crate) persist: Option<PersistJob>,
+}
+
+/// A boot file write deferred to `confirm`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PersistJob {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
+}
+
+impl StateDir {
+    /// The state directory: `explicit` if given, else `$MICROSEG_STATE_DIR`
+    /// if set and not empty, else [`DEFAULT_STATE_DIR`].
+    ///
+    /// ```
+    /// let d = microseg_host::StateDir::resolve(Some("/srv/ms".into()));
+    /// assert_eq!(d.path().to_str(), Some("/srv/ms"));
+    /// ```
+    pub fn resolve(explicit: Option<PathBuf>) -> StateDir {
+        let path = explicit
+            .or_else(|| {
+                std::env::var_os(STATE_DIR_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        StateDir { path }
+    }
+
+    /// The directory.
+    ///
+    /// ```
+    /// let d = microseg_host::StateDir::resolve(Some("/x".into()));
+    /// assert_eq!(d.path(), std::path::Path::new("/x"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The confirm timer's log file.
+    ///
+    /// ```
+    /// let d = microseg_host::StateDir::resolve(Some("/x".into()));
+    /// assert_eq!(d.timer_log(), std::path::Path::new("/x/timer.log"));
+    /// ```
+    pub fn timer_log(&self) -> PathBuf {
+        self.path.join(TIMER_LOG)
+    }
+
+    /// Creates the directory (mode 0700) if needed.
+    pub(crate) fn ensure(&self) -> Result<(), HostError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(|e| HostError::io("cannot create the state directory", &self.path, e))
+    }
+
+    /// Takes the exclusive lock, waiting at most `timeout` for another holder.
+    ///
+    /// ```
+    /// # let tmp = std::env::temp_dir().join(format!("ms-lock-doc-{}", std::process::id()));
+    /// let dir = microseg_host::StateDir::resolve(Some(tmp.clone()));
+    /// let held = dir.lock(std::time::Duration::from_secs(1)).unwrap();
+    /// // A second holder (even in this process) waits, then gives up.
+    /// let busy = dir.lock(std::time::Duration::from_millis(50)).unwrap_err();
+    /// assert!(matches!(busy, microseg_host::HostError::Busy { .. }));
+    /// drop(held);
+    /// assert!(dir.lock(std::time::Duration::ZERO).is_ok());
+    /// # std::fs::remove_dir_all(tmp).unwrap();
+    /// ```
+    pub fn lock(&self, timeout: Duration) -> Result<StateLock, HostError> {
+        self.ensure()?;
+        let path = self.path.join(LOCK);
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| HostError::io("cannot open the lock file", &path, e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut flock) => {
+                    // For the messages of those who wait: who holds it.
+                    let _ = flock.set_len(0);
+                    let _ = flock.rewind();
+                    let _ = write!(flock, "{}", std::process::id());
+                    return Ok(StateLock { _flock: flock });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
+                Err((_, e)) => {
+                    return Err(HostError::io("cannot lock", &path, std::io::Error::from(e)))
+                }
+            }
+            if start.elapsed() >= timeout {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default();
+                return Err(HostError::Busy {
+                    path,
+                    waited: start.elapsed(),
+                    holder,
+                });
+            }
+            thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn read_record<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, HostError> {
+        let path = self.path.join(name);
+        let mut text = String::new();
+        match File::open(&path) {
+            Ok(mut f) => f
+                .read_to_string(&mut text)
+                .map_err(|e| HostError::io("cannot read", &path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(HostError::io("cannot read", &path, e)),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| HostError::Record {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let version = value.get("version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(RECORD_VERSION)) {
+            return Err(HostError::Record {
+                path,
+                message: format!(
+                    "record version {version:?}, this microseg reads {RECORD_VERSION}"
+                ),
+            });
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| HostError::Record {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    fn write_record<T: Serialize>(&self, name: &str, record: &T) -> Result<(), HostError> {
+        self.ensure()?;
+        let text = serde_json::to_string_pretty(record).map_err(|e| HostError::Record {
+            path: self.path.join(name),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.path.join(name), text.as_bytes(), 0o600)
+    }
+
+    fn remove_record(&self, name: &str) -> Result<(), HostError> {
+        let path = self.path.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::io("cannot remove", &path, e)),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Option<Snapshot>, HostError> {
+        self.read_record(SNAPSHOT)
+    }
+
+    pub(crate) fn write_snapshot(&self, s: &Snapshot) -> Result<(), HostError> {
+        self.write_record(SNAPSHOT, s)
+    }
+
+    pub(crate) fn applied(&self) -> Result<Option<Applied>, HostError> {
+        self.read_record(APPLIED)
+    }
+
+    pub(crate) fn write_applied(&self, a: &Applied) -> Result<(), HostError> {
+        self.write_record(APPLIED, a)
+    }
+
+    pub(crate) fn pending(&self) -> Result<Option<Pending>, HostError> {
+        self.read_record(PENDING)
+    }
+
+    pub(crate) fn write_pending(&self, p: &Pending) -> Result<(), HostError> {
+        self.write_record(PENDING, p)
+    }
+
+    pub(crate) fn clear_pending(&self) -> Result<(), HostError> {
+        self.remove_record(PENDING)
+    }
+
+    /// The backend and key (table) the records are about, if any:
+    /// pending change first, then the last operation, then the snapshot.
+    ///
+    /// ```
+    /// # let tmp = std::env::temp_dir().join(format!("ms-rec-doc-{}", std::process::id()));
+    /// let dir = microseg_host::StateDir::resolve(Some(tmp));
+    /// assert_eq!(dir.recorded().unwrap(), None);
+    /// ```
+    pub fn recorded(&self) -> Result<Option<(String, String)>, HostError> {
+        if let Some(p) = self.pending()? {
+            return Ok(Some((p.backend, p.key)));
+        }
+        if let Some(a) = self.applied()? {
+            return Ok(Some((a.backend, a.key)));
+        }
+        Ok(self.snapshot()?.map(|s| (s.backend, s.key)))
+    }
+
+    /// Appends a line to the timer log.
+    pub(crate) fn log(&self, line: &str) {
+        let path = self.timer_log();
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+        {
+            let _ = writeln!(f, "{} pid {}: {line}", now_ms() / 1000, std::process::id());
+        }
+    }
+
+    pub(crate) fn record_version() -> u32 {
+        RECORD_VERSION
+    }
+}
+
+/// Writes `path` atomically: a temporary file in the same directory, synced,
+/// then renamed over `path` (the directory is synced too).
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), HostError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        HostError::io("cannot write", path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> StateDir {
+        let p = std::env::temp_dir().join(format!("ms-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        StateDir::resolve(Some(p))
+    }
+
+    #[test]
+    fn records_round_trip_and_are_versioned() {
+        let d = tmp("records");
+        assert!(d.applied().unwrap().is_none());
+        let a = Applied {
+            version: RECORD_VERSION,
+            backend: "nft".into(),
+            key: "ms".into(),
+            event: "apply".into(),
+            target: "role web".into(),
+            source: "p.toml".into(),
+            at_ms: 1,
+            expected: None,
+            persist: None,
+        };
+        d.write_applied(&a).unwrap();
+        assert_eq!(d.applied().unwrap().unwrap().key, "ms");
+        assert_eq!(d.recorded().unwrap(), Some(("nft".into(), "ms".into())));
+        fs::write(d.path().join(APPLIED), "{\"version\": 99}").unwrap();
+        let e = d.applied().unwrap_err().to_string();
+        assert!(e.contains("record version"), "{e}");
+        fs::write(d.path().join(APPLIED), "not json").unwrap();
+        assert!(matches!(d.applied(), Err(HostError::Record { .. })));
+        let mode = fs::metadata(d.path()).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        fs::remove_dir_all(d.path()).unwrap();
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_names_the_holder() {
+        let d = tmp("lock");
+        let held = d.lock(Duration::from_secs(1)).unwrap();
+        let start = Instant::now();
+        let e = d.lock(Duration::from_millis(120)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(120));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("(pid {})", std::process::id())),
+            "{msg}"
+        );
+        // Released on drop: a waiter gets it.
+        let waiter = {
+            let d = d.clone();
+            thread::spawn(move || d.lock(Duration::from_secs(5)).map(drop))
+        };
+        thread::sleep(Duration::from_millis(50));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        fs::remove_dir_all(d.path()).unwrap();
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary_file() {
+        let d = tmp("atomic");
+        d.ensure().unwrap();
+        let f = d.path().join("x");
+        write_atomic(&f, b"one", 0o644).unwrap();
+        write_atomic(&f, b"two", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&f).unwrap(), "two");
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x"]);
+        fs::remove_dir_all(d.path()).unwrap();
+    }
+}
