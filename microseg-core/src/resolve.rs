@@ -59,7 +59,13 @@ impl Ctx<'_> {
             let fixed: String = name
                 .to_ascii_lowercase()
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             let fixed = fixed.trim_start_matches(|c: char| !c.is_ascii_lowercase());
             let hint = if fixed.is_empty() {
@@ -94,12 +100,18 @@ pub(crate) fn resolve(
     pos: &HashMap<String, Pos>,
     mut errors: Vec<Diagnostic>,
 ) -> Result<Policy, Vec<Diagnostic>> {
-    let mut cx = Ctx { pos, errors: Vec::new() };
+    let mut cx = Ctx {
+        pos,
+        errors: Vec::new(),
+    };
 
     if doc.version != 1 {
         cx.err(
             cx.at("version"),
-            format!("unsupported version {}: this is policy format version 1, write `version = 1`", doc.version),
+            format!(
+                "unsupported version {}: this is policy format version 1, write `version = 1`",
+                doc.version
+            ),
         );
     }
     let table = doc.table.clone().unwrap_or_else(|| "microseg".to_string());
@@ -115,7 +127,12 @@ pub(crate) fn resolve(
 
     // Groups, with @includes.
     for name in doc.groups.keys() {
-        cx.check_name(name, "group", cx.key_at(&format!("groups.{name}")), NAME_MAX);
+        cx.check_name(
+            name,
+            "group",
+            cx.key_at(&format!("groups.{name}")),
+            NAME_MAX,
+        );
     }
     let groups = resolve_groups(&doc, &mut cx);
 
@@ -128,7 +145,9 @@ pub(crate) fn resolve(
         if specs.is_empty() && !cx.broken(&path) {
             cx.err(
                 cx.at(&path),
-                format!("service \"{name}\" is empty: list at least one port spec, like [\"tcp/8080\"]"),
+                format!(
+                    "service \"{name}\" is empty: list at least one port spec, like [\"tcp/8080\"]"
+                ),
             );
         }
         services.insert(name.clone(), set);
@@ -141,7 +160,12 @@ pub(crate) fn resolve(
     let mut roles = BTreeMap::new();
     for (name, rd) in &doc.roles {
         let path = format!("roles.{name}");
-        cx.check_name(name, "role", cx.key_at(&path), NAME_MAX);
+        if cx.check_name(name, "role", cx.key_at(&path), NAME_MAX) && name == "auto" {
+            cx.err(
+                cx.key_at(&path),
+                "\"auto\" is reserved for roles (`--role auto` detects the host's roles); choose another role name",
+            );
+        }
         let hosts = match &rd.hosts {
             None => match groups.get(name) {
                 Some(set) => set.clone(),
@@ -199,7 +223,8 @@ pub(crate) fn resolve(
             Some(n) => {
                 let np = format!("{path}.name");
                 if cx.check_name(n, "flow", cx.at(&np), NAME_MAX)
-                    && n.strip_prefix("flow").is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+                    && n.strip_prefix("flow")
+                        .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
                 {
                     cx.err(
                         cx.at(&np),
@@ -228,11 +253,17 @@ pub(crate) fn resolve(
                     let hint = if hint.is_empty() && (s.contains('/') || s.starts_with("icmp")) {
                         format!(": \"{s}\" looks like a port spec; put it in ports = [\"{s}\"]")
                     } else if hint.is_empty() {
-                        format!("; define it under [services] (known: {})", list_or_none(services.keys()))
+                        format!(
+                            "; define it under [services] (known: {})",
+                            list_or_none(services.keys())
+                        )
                     } else {
                         hint
                     };
-                    cx.err(cx.at(&format!("{path}.services[{j}]")), format!("unknown service \"{s}\"{hint}"));
+                    cx.err(
+                        cx.at(&format!("{path}.services[{j}]")),
+                        format!("unknown service \"{s}\"{hint}"),
+                    );
                 }
             }
         }
@@ -255,7 +286,9 @@ pub(crate) fn resolve(
                 let hint = suggestion(other, ["allow", "deny", "reject"]);
                 cx.err(
                     cx.at(&format!("{path}.action")),
-                    format!("unknown action \"{other}\"{hint}; the actions are allow, deny and reject"),
+                    format!(
+                        "unknown action \"{other}\"{hint}; the actions are allow, deny and reject"
+                    ),
                 );
                 Action::Allow
             }
@@ -282,7 +315,9 @@ pub(crate) fn resolve(
                 Some(other) => {
                     cx.err(
                         cx.at("hardening.rp_filter"),
-                        format!("unknown rp_filter \"{other}\": use \"strict\", \"loose\" or \"off\""),
+                        format!(
+                            "unknown rp_filter \"{other}\": use \"strict\", \"loose\" or \"off\""
+                        ),
                     );
                     RpFilter::Strict
                 }
@@ -373,7 +408,10 @@ fn resolve_groups(doc: &PolicyDoc, cx: &mut Ctx) -> BTreeMap<String, AddrSet> {
                     if hint.is_empty() {
                         hint = format!("; known groups: {}", list_or_none(doc.groups.keys()));
                     }
-                    cx.err(cx.at(&ep), format!("group \"{name}\" includes unknown group \"@{inc}\"{hint}"));
+                    cx.err(
+                        cx.at(&ep),
+                        format!("group \"{name}\" includes unknown group \"@{inc}\"{hint}"),
+                    );
                     continue;
                 }
                 if let Some(k) = stack.iter().position(|s| s == inc) {
@@ -433,7 +471,8 @@ fn resolve_groups(doc: &PolicyDoc, cx: &mut Ctx) -> BTreeMap<String, AddrSet> {
 
 fn looks_like_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !s.contains(':')
 }
 
@@ -446,7 +485,10 @@ fn endpoint(
 ) -> Endpoint {
     let items: Vec<String> = e.items().into_iter().map(String::from).collect();
     if items.is_empty() && !cx.broken(path) {
-        cx.err(cx.at(path), "endpoint list is empty: name at least one group, role, address or \"any\"".to_string());
+        cx.err(
+            cx.at(path),
+            "endpoint list is empty: name at least one group, role, address or \"any\"".to_string(),
+        );
     }
     let single = matches!(e, OneOrMany::One(_));
     let mut ep = endpoint_terms(cx, &items, path, groups, Some(roles), true);
@@ -500,11 +542,19 @@ fn endpoint_terms(
                 candidates.push("any");
             }
             let hint = suggestion(name, candidates.iter().copied());
-            let what = if roles.is_some() { "group or role" } else { "group" };
+            let what = if roles.is_some() {
+                "group or role"
+            } else {
+                "group"
+            };
             let hint = if hint.is_empty() {
                 format!(
                     "; known: {}",
-                    if candidates.is_empty() { "none".to_string() } else { candidates.join(", ") }
+                    if candidates.is_empty() {
+                        "none".to_string()
+                    } else {
+                        candidates.join(", ")
+                    }
                 )
             } else {
                 hint
@@ -572,7 +622,9 @@ fn resolve_baseline(doc: &PolicyDoc, table: &str, cx: &mut Ctx) -> Baseline {
 fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
     let p = "baseline.log";
     if let Some(prefix) = &s.prefix {
-        let bad = prefix.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$');
+        let bad = prefix
+            .chars()
+            .find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$');
         if let Some(c) = bad {
             cx.err(
                 cx.at(&format!("{p}.prefix")),
@@ -581,7 +633,10 @@ fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
         } else if prefix.len() > LOG_PREFIX_MAX {
             cx.err(
                 cx.at(&format!("{p}.prefix")),
-                format!("log prefix is {} characters long; the limit is {LOG_PREFIX_MAX}", prefix.len()),
+                format!(
+                    "log prefix is {} characters long; the limit is {LOG_PREFIX_MAX}",
+                    prefix.len()
+                ),
             );
         } else {
             log.prefix = prefix.clone();
@@ -600,7 +655,10 @@ fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
         if (1..=100_000).contains(&b) {
             log.burst = b as u32;
         } else {
-            cx.err(cx.at(&format!("{p}.burst")), format!("log burst {b} is out of range: use 1-100000 packets"));
+            cx.err(
+                cx.at(&format!("{p}.burst")),
+                format!("log burst {b} is out of range: use 1-100000 packets"),
+            );
         }
     }
     match (s.group, &s.level) {
@@ -633,11 +691,16 @@ fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
 
 /// Parses `N/second` (also `minute`, `hour`, `day`).
 pub fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
-    let err = || format!("log rate \"{s}\" is not a rate: write N/second, N/minute, N/hour or N/day, like \"10/second\"");
+    let err = || {
+        format!("log rate \"{s}\" is not a rate: write N/second, N/minute, N/hour or N/day, like \"10/second\"")
+    };
     let (n, u) = s.split_once('/').ok_or_else(err)?;
     let n: u32 = n.trim().parse().map_err(|_| err())?;
     if n == 0 {
-        return Err(format!("log rate \"{s}\" is zero: use at least 1/{}", u.trim()));
+        return Err(format!(
+            "log rate \"{s}\" is zero: use at least 1/{}",
+            u.trim()
+        ));
     }
     let unit = match u.trim() {
         "second" | "s" | "sec" => RateUnit::Second,
