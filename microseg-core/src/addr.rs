@@ -99,12 +99,14 @@ pub fn parse_addr_entry(text: &str) -> Result<AddrEntry, AddrEntryError> {
         )));
     }
     if let Some((lo, hi)) = t.split_once('-') {
-        let lo_a: IpAddr = lo.trim().parse().map_err(|_| {
-            AddrEntryError(format!("range {text:?}: {lo:?} is not an IP address"))
-        })?;
-        let hi_a: IpAddr = hi.trim().parse().map_err(|_| {
-            AddrEntryError(format!("range {text:?}: {hi:?} is not an IP address"))
-        })?;
+        let lo_a: IpAddr = lo
+            .trim()
+            .parse()
+            .map_err(|_| AddrEntryError(format!("range {text:?}: {lo:?} is not an IP address")))?;
+        let hi_a: IpAddr = hi
+            .trim()
+            .parse()
+            .map_err(|_| AddrEntryError(format!("range {text:?}: {hi:?} is not an IP address")))?;
         return match (lo_a, hi_a) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
                 let (a, b) = (u32::from(a), u32::from(b));
@@ -381,8 +383,14 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert!(parse_addr_entry("10.0.0.9-10.0.0.1").unwrap_err().0.contains("reversed"));
-        assert!(parse_addr_entry("10.0.0.1-2001:db8::1").unwrap_err().0.contains("mixes"));
+        assert!(parse_addr_entry("10.0.0.9-10.0.0.1")
+            .unwrap_err()
+            .0
+            .contains("reversed"));
+        assert!(parse_addr_entry("10.0.0.1-2001:db8::1")
+            .unwrap_err()
+            .0
+            .contains("mixes"));
         assert_eq!(
             parse_addr_entry("10.0.0.1-10.0.0.9").unwrap(),
             AddrEntry::V4(0x0a000001, 0x0a000009)
@@ -400,7 +408,10 @@ mod tests {
 
     #[test]
     fn display() {
-        assert_eq!(set(&["10.0.0.0/24", "10.0.1.0/24"]).to_string(), "10.0.0.0/23");
+        assert_eq!(
+            set(&["10.0.0.0/24", "10.0.1.0/24"]).to_string(),
+            "10.0.0.0/23"
+        );
         assert_eq!(set(&["10.0.0.1-10.0.0.3"]).to_string(), "10.0.0.1-10.0.0.3");
         assert_eq!(AddrSet::any().to_string(), "any");
     }

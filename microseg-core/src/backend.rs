@@ -43,7 +43,11 @@ pub trait Backend: Renderer {
     /// Reads what the policy owns on the system; `None` if nothing is installed.
     fn read(&self) -> Result<Option<Self::State>, Self::Error>;
     /// Computes the changes that make `current` into `desired`.
-    fn plan(&self, desired: &Self::Artefact, current: Option<&Self::State>) -> Result<Self::Plan, Self::Error>;
+    fn plan(
+        &self,
+        desired: &Self::Artefact,
+        current: Option<&Self::State>,
+    ) -> Result<Self::Plan, Self::Error>;
     /// Carries out a plan; all or nothing where the system allows.
     fn apply(&self, plan: &Self::Plan) -> Result<(), Self::Error>;
     /// Puts back a snapshot taken by [`Backend::read`] (`None`: nothing installed).

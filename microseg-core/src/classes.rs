@@ -81,15 +81,39 @@ pub fn port_classes(sets: &[&PortSet]) -> Vec<(Proto, PortSet)> {
             let class = class.intersect(&full);
             let Some(first) = class.first() else { continue };
             let (proto, set) = if tcp {
-                (Proto::Tcp(first), PortSet { tcp: class, ..PortSet::default() })
+                (
+                    Proto::Tcp(first),
+                    PortSet {
+                        tcp: class,
+                        ..PortSet::default()
+                    },
+                )
             } else {
-                (Proto::Udp(first), PortSet { udp: class, ..PortSet::default() })
+                (
+                    Proto::Udp(first),
+                    PortSet {
+                        udp: class,
+                        ..PortSet::default()
+                    },
+                )
             };
             out.push((proto, set));
         }
     }
-    out.push((Proto::Icmp, PortSet { icmp: true, ..PortSet::default() }));
-    out.push((Proto::Icmpv6, PortSet { icmpv6: true, ..PortSet::default() }));
+    out.push((
+        Proto::Icmp,
+        PortSet {
+            icmp: true,
+            ..PortSet::default()
+        },
+    ));
+    out.push((
+        Proto::Icmpv6,
+        PortSet {
+            icmpv6: true,
+            ..PortSet::default()
+        },
+    ));
     out
 }
 

@@ -90,7 +90,10 @@ pub fn render(diags: &[Diagnostic]) -> String {
 }
 
 /// The closest candidate to `word` (edit distance ≤ 2, or a case-insensitive match).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = if c.eq_ignore_ascii_case(word) {
@@ -128,7 +131,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -144,7 +149,10 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(did_you_mean("wbe", ["web", "app", "db"]), Some("web"));
-        assert_eq!(did_you_mean("postgress", ["postgres", "mysql"]), Some("postgres"));
+        assert_eq!(
+            did_you_mean("postgress", ["postgres", "mysql"]),
+            Some("postgres")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["web"]), None);
     }
 }

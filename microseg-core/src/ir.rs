@@ -135,7 +135,9 @@ impl ProtoMatch {
     /// True if the connection's protocol matches.
     pub fn matches(&self, p: Proto) -> bool {
         match (self, p) {
-            (ProtoMatch::Tcp(s), Proto::Tcp(n)) | (ProtoMatch::Udp(s), Proto::Udp(n)) => s.contains(n),
+            (ProtoMatch::Tcp(s), Proto::Tcp(n)) | (ProtoMatch::Udp(s), Proto::Udp(n)) => {
+                s.contains(n)
+            }
             (ProtoMatch::Icmp, Proto::Icmp) | (ProtoMatch::Icmpv6, Proto::Icmpv6) => true,
             _ => false,
         }
@@ -287,7 +289,8 @@ impl HostRuleset {
             RuleMatch::Icmpv6Infra => false,
             RuleMatch::Packet(m) => {
                 let fam = Family::of(c.src);
-                if m.family.is_some_and(|f| f != fam) || m.proto.family().is_some_and(|f| f != fam) {
+                if m.family.is_some_and(|f| f != fam) || m.proto.family().is_some_and(|f| f != fam)
+                {
                     return false;
                 }
                 let in_set = |name: &Option<String>, a: IpAddr| match name {
@@ -311,7 +314,11 @@ pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
                     policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-            (vec![role.name.clone()], role.hosts.clone(), role.egress.clone())
+            (
+                vec![role.name.clone()],
+                role.hosts.clone(),
+                role.egress.clone(),
+            )
         }
         Target::Host(ip) => {
             let roles = policy.roles_of(*ip);
@@ -399,7 +406,16 @@ impl Builder<'_> {
             }
         }
         if let Some(eg) = egress {
-            push_protos(&mut rules, None, None, None, eg, Verdict::Accept, false, baseline("egress"));
+            push_protos(
+                &mut rules,
+                None,
+                None,
+                None,
+                eg,
+                Verdict::Accept,
+                false,
+                baseline("egress"),
+            );
         }
         if self.policy.baseline.icmp {
             let icmp = PortSet {
@@ -407,7 +423,16 @@ impl Builder<'_> {
                 icmpv6: true,
                 ..PortSet::default()
             };
-            push_protos(&mut rules, None, None, None, &icmp, Verdict::Accept, false, baseline("icmp"));
+            push_protos(
+                &mut rules,
+                None,
+                None,
+                None,
+                &icmp,
+                Verdict::Accept,
+                false,
+                baseline("icmp"),
+            );
         }
         for f in flows.iter().filter(|f| f.action == Action::Allow) {
             self.flow_rules(dir, f, &mut rules);
@@ -453,7 +478,10 @@ impl Builder<'_> {
             return;
         }
         for fam in Family::BOTH {
-            if hosts.is_empty_in(fam) || f.from.addrs.is_empty_in(fam) || f.to.addrs.is_empty_in(fam) {
+            if hosts.is_empty_in(fam)
+                || f.from.addrs.is_empty_in(fam)
+                || f.to.addrs.is_empty_in(fam)
+            {
                 continue;
             }
             if !own.addrs.only(fam).intersects(&hosts.only(fam)) {
@@ -469,7 +497,16 @@ impl Builder<'_> {
             } else {
                 Some(self.set_for(f, "to", fam))
             };
-            push_protos(out, Some(fam), src, dst, &f.ports, verdict, f.log, origin.clone());
+            push_protos(
+                out,
+                Some(fam),
+                src,
+                dst,
+                &f.ports,
+                verdict,
+                f.log,
+                origin.clone(),
+            );
         }
     }
 

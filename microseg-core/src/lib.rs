@@ -91,7 +91,8 @@ impl Policy {
             )])
         })?;
         let loaded = load::load(&node);
-        let mut policy = resolve::resolve(loaded.doc, &loaded.positions, loaded.errors).map_err(locate)?;
+        let mut policy =
+            resolve::resolve(loaded.doc, &loaded.positions, loaded.errors).map_err(locate)?;
         policy.positions.file = file.map(String::from);
         Ok(policy)
     }
@@ -104,7 +105,11 @@ impl Policy {
             path: path.display().to_string(),
             source,
         })?;
-        Policy::from_str_as(&text, Format::from_path(path), Some(&path.display().to_string()))
+        Policy::from_str_as(
+            &text,
+            Format::from_path(path),
+            Some(&path.display().to_string()),
+        )
     }
 
     /// Builds a policy from an already-typed document (e.g. from the Python bindings).

@@ -61,13 +61,24 @@ pub fn lint(p: &Policy) -> Vec<Diagnostic> {
     }
     for g in p.groups.keys() {
         if !used_groups.contains(g.as_str()) {
-            warn(&format!("groups.{g}"), format!("group \"{g}\" is never used (no role, flow or include names it)"));
+            warn(
+                &format!("groups.{g}"),
+                format!("group \"{g}\" is never used (no role, flow or include names it)"),
+            );
         }
     }
-    let used_services: BTreeSet<&str> = p.doc.flows.iter().flat_map(|f| f.services.iter().map(|s| s.as_str())).collect();
+    let used_services: BTreeSet<&str> = p
+        .doc
+        .flows
+        .iter()
+        .flat_map(|f| f.services.iter().map(|s| s.as_str()))
+        .collect();
     for s in p.services.keys() {
         if !used_services.contains(s.as_str()) {
-            warn(&format!("services.{s}"), format!("service \"{s}\" is never used by a flow"));
+            warn(
+                &format!("services.{s}"),
+                format!("service \"{s}\" is never used by a flow"),
+            );
         }
     }
 
@@ -93,7 +104,10 @@ pub fn lint(p: &Policy) -> Vec<Diagnostic> {
         if !families_meet {
             warn(
                 &path,
-                format!("flow \"{}\" matches nothing: its sources and destinations share no IP family", f.name),
+                format!(
+                    "flow \"{}\" matches nothing: its sources and destinations share no IP family",
+                    f.name
+                ),
             );
             continue;
         }
@@ -126,7 +140,10 @@ pub fn lint(p: &Policy) -> Vec<Diagnostic> {
             if same_kind && (strictly_bigger || g.index < f.index) {
                 warn(
                     &path,
-                    format!("flow \"{}\" is redundant: flow \"{}\" already covers it", f.name, g.name),
+                    format!(
+                        "flow \"{}\" is redundant: flow \"{}\" already covers it",
+                        f.name, g.name
+                    ),
                 );
                 break;
             }
@@ -166,15 +183,26 @@ pub fn lint(p: &Policy) -> Vec<Diagnostic> {
 }
 
 fn ssh_reachable(p: &Policy, hosts: &AddrSet) -> bool {
-    p.flows.iter().filter(|f| f.action == Action::Allow && f.ports.contains(Proto::Tcp(22))).any(|f| {
-        let targets = f.to.addrs.intersect(hosts);
-        let Some(d) = targets.example() else { return false };
-        let srcs = f.from.addrs.difference(&AddrSet::single(d)).difference(&crate::classes::loopback());
-        let srcs = match d {
-            std::net::IpAddr::V4(_) => srcs.only(crate::addr::Family::V4),
-            std::net::IpAddr::V6(_) => srcs.only(crate::addr::Family::V6),
-        };
-        let Some(s) = srcs.example() else { return false };
-        p.decide(&Connection::new(s, d, Proto::Tcp(22))).allowed()
-    })
+    p.flows
+        .iter()
+        .filter(|f| f.action == Action::Allow && f.ports.contains(Proto::Tcp(22)))
+        .any(|f| {
+            let targets = f.to.addrs.intersect(hosts);
+            let Some(d) = targets.example() else {
+                return false;
+            };
+            let srcs = f
+                .from
+                .addrs
+                .difference(&AddrSet::single(d))
+                .difference(&crate::classes::loopback());
+            let srcs = match d {
+                std::net::IpAddr::V4(_) => srcs.only(crate::addr::Family::V4),
+                std::net::IpAddr::V6(_) => srcs.only(crate::addr::Family::V6),
+            };
+            let Some(s) = srcs.example() else {
+                return false;
+            };
+            p.decide(&Connection::new(s, d, Proto::Tcp(22))).allowed()
+        })
 }

@@ -21,7 +21,14 @@ struct Reader {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "version", "table", "groups", "services", "roles", "flows", "baseline", "hardening",
+    "version",
+    "table",
+    "groups",
+    "services",
+    "roles",
+    "flows",
+    "baseline",
+    "hardening",
 ];
 const ROLE_KEYS: &[&str] = &["hosts", "egress"];
 const FLOW_KEYS: &[&str] = &["name", "from", "to", "services", "ports", "action", "log"];
@@ -144,14 +151,24 @@ impl Reader {
     }
 
     /// A list of strings; each element's position is recorded as `path[i]`.
-    fn strings(&mut self, node: &Node, path: &str, what: &str, example: &str) -> Option<Vec<String>> {
+    fn strings(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        example: &str,
+    ) -> Option<Vec<String>> {
         self.mark(path, node.pos);
         match &node.kind {
             NodeKind::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for (i, item) in items.iter().enumerate() {
-                    match self.string(item, &format!("{path}[{i}]"), &format!("each entry of {what}")) {
+                    match self.string(
+                        item,
+                        &format!("{path}[{i}]"),
+                        &format!("each entry of {what}"),
+                    ) {
                         Some(s) => out.push(s),
                         None => ok = false,
                     }
@@ -168,7 +185,10 @@ impl Reader {
             other => {
                 self.err(
                     node.pos,
-                    format!("{what} must be a list of strings like {example}, found {}", other.type_name()),
+                    format!(
+                        "{what} must be a list of strings like {example}, found {}",
+                        other.type_name()
+                    ),
                 );
                 None
             }
@@ -210,8 +230,14 @@ impl Reader {
                     doc.version = self.int(v, "version", "version").unwrap_or(1);
                 }
                 "table" => doc.table = self.string(v, "table", "table"),
-                "groups" => doc.groups = self.named_lists(v, "groups", "group", "[\"10.0.0.0/24\", \"10.0.1.5\"]"),
-                "services" => doc.services = self.named_lists(v, "services", "service", "[\"tcp/80\", \"udp/53\"]"),
+                "groups" => {
+                    doc.groups =
+                        self.named_lists(v, "groups", "group", "[\"10.0.0.0/24\", \"10.0.1.5\"]")
+                }
+                "services" => {
+                    doc.services =
+                        self.named_lists(v, "services", "service", "[\"tcp/80\", \"udp/53\"]")
+                }
                 "roles" => doc.roles = self.roles(v),
                 "flows" => doc.flows = self.flows(v),
                 "baseline" => doc.baseline = self.baseline(v),
@@ -220,13 +246,22 @@ impl Reader {
             }
         }
         if !version_seen {
-            self.err(root.pos.or(Some(Pos { line: 1, col: 1 })), "missing required key \"version\": add `version = 1` at the top");
+            self.err(
+                root.pos.or(Some(Pos { line: 1, col: 1 })),
+                "missing required key \"version\": add `version = 1` at the top",
+            );
             doc.version = 1;
         }
         doc
     }
 
-    fn named_lists(&mut self, node: &Node, path: &str, what: &str, example: &str) -> BTreeMap<String, Vec<String>> {
+    fn named_lists(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        example: &str,
+    ) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         let Some(entries) = self.table(node, path, None, path) else {
             return out;
@@ -253,12 +288,19 @@ impl Reader {
             let p = format!("roles.{}", k.name);
             self.mark(&format!("{p}#key"), k.pos);
             let mut role = RoleDoc::default();
-            if let Some(fields) = self.table(v, &p, Some(ROLE_KEYS), &format!("role \"{}\"", k.name)) {
+            if let Some(fields) =
+                self.table(v, &p, Some(ROLE_KEYS), &format!("role \"{}\"", k.name))
+            {
                 for (fk, fv) in fields {
                     let fp = format!("{p}.{}", fk.name);
                     match fk.name.as_str() {
-                        "hosts" => role.hosts = self.strings(fv, &fp, "hosts", "[\"web\", \"10.0.0.5\"]"),
-                        "egress" => role.egress = self.strings(fv, &fp, "egress", "[\"udp/53\", \"tcp/443\"]"),
+                        "hosts" => {
+                            role.hosts = self.strings(fv, &fp, "hosts", "[\"web\", \"10.0.0.5\"]")
+                        }
+                        "egress" => {
+                            role.egress =
+                                self.strings(fv, &fp, "egress", "[\"udp/53\", \"tcp/443\"]")
+                        }
                         _ => {}
                     }
                 }
@@ -275,7 +317,10 @@ impl Reader {
             other => {
                 self.err(
                     node.pos,
-                    format!("flows must be a list of tables (TOML: [[flows]]), found {}", other.type_name()),
+                    format!(
+                        "flows must be a list of tables (TOML: [[flows]]), found {}",
+                        other.type_name()
+                    ),
                 );
                 return Vec::new();
             }
@@ -283,7 +328,8 @@ impl Reader {
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let p = format!("flows[{i}]");
-            let Some(fields) = self.table(item, &p, Some(FLOW_KEYS), &format!("flow #{}", i + 1)) else {
+            let Some(fields) = self.table(item, &p, Some(FLOW_KEYS), &format!("flow #{}", i + 1))
+            else {
                 continue;
             };
             let mut flow = FlowDoc {
@@ -352,11 +398,23 @@ impl Reader {
             }
             if !has_from {
                 self.broken(&format!("{p}.from"));
-                self.err(item.pos, format!("flow #{} has no \"from\": add from = \"GROUP\" (or \"any\")", i + 1));
+                self.err(
+                    item.pos,
+                    format!(
+                        "flow #{} has no \"from\": add from = \"GROUP\" (or \"any\")",
+                        i + 1
+                    ),
+                );
             }
             if !has_to {
                 self.broken(&format!("{p}.to"));
-                self.err(item.pos, format!("flow #{} has no \"to\": add to = \"GROUP\" (or \"any\")", i + 1));
+                self.err(
+                    item.pos,
+                    format!(
+                        "flow #{} has no \"to\": add to = \"GROUP\" (or \"any\")",
+                        i + 1
+                    ),
+                );
             }
             out.push(flow);
         }
@@ -371,7 +429,9 @@ impl Reader {
             self.mark(&format!("{p}#key"), k.pos);
             match k.name.as_str() {
                 "icmp" => b.icmp = self.boolean(v, &p, "baseline.icmp"),
-                "egress" => b.egress = self.strings(v, &p, "baseline.egress", "[\"udp/53\", \"tcp/443\"]"),
+                "egress" => {
+                    b.egress = self.strings(v, &p, "baseline.egress", "[\"udp/53\", \"tcp/443\"]")
+                }
                 "default" => b.default = self.string(v, &p, "baseline.default"),
                 "log" => {
                     b.log = match &v.kind {

@@ -87,7 +87,11 @@ impl Matrix {
 pub fn matrix(policy: &Policy) -> Matrix {
     let mut parties: Vec<Party> = Vec::new();
     for (name, addrs) in &policy.groups {
-        let kind = if policy.roles.contains_key(name) { "group+role" } else { "group" };
+        let kind = if policy.roles.contains_key(name) {
+            "group+role"
+        } else {
+            "group"
+        };
         parties.push(Party {
             name: name.clone(),
             kind: kind.into(),
@@ -150,9 +154,15 @@ pub fn matrix(policy: &Policy) -> Matrix {
 
     let mut cells = Vec::new();
     for src in &parties {
-        let src_classes: Vec<&AddrSet> = classes.iter().filter(|c| c.is_subset(&src.addrs) && !c.is_empty()).collect();
+        let src_classes: Vec<&AddrSet> = classes
+            .iter()
+            .filter(|c| c.is_subset(&src.addrs) && !c.is_empty())
+            .collect();
         for dst in &parties {
-            let dst_classes: Vec<&AddrSet> = classes.iter().filter(|c| c.is_subset(&dst.addrs) && !c.is_empty()).collect();
+            let dst_classes: Vec<&AddrSet> = classes
+                .iter()
+                .filter(|c| c.is_subset(&dst.addrs) && !c.is_empty())
+                .collect();
             let mut always: Option<PortSet> = None;
             let mut union = PortSet::default();
             let (mut seen_v4, mut seen_v6) = (false, false);
@@ -212,15 +222,29 @@ impl Matrix {
     /// A plain-text table: one line per cell that permits anything.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let w = self.parties.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
-        out.push_str(&format!("{:<w$}  {:<w$}  allowed (* = only for some hosts of the pair)\n", "from", "to"));
+        let w = self
+            .parties
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push_str(&format!(
+            "{:<w$}  {:<w$}  allowed (* = only for some hosts of the pair)\n",
+            "from", "to"
+        ));
         for c in &self.cells {
             if c.always.is_empty() && c.sometimes.is_empty() {
                 continue;
             }
             let mut ports = c.always.specs();
             ports.extend(c.sometimes.specs().into_iter().map(|s| format!("{s}*")));
-            out.push_str(&format!("{:<w$}  {:<w$}  {}\n", c.from, c.to, ports.join(", ")));
+            out.push_str(&format!(
+                "{:<w$}  {:<w$}  {}\n",
+                c.from,
+                c.to,
+                ports.join(", ")
+            ));
         }
         out
     }

@@ -263,7 +263,10 @@ impl Positions {
 impl Policy {
     /// The roles whose hosts include `addr`.
     pub fn roles_of(&self, addr: std::net::IpAddr) -> Vec<&Role> {
-        self.roles.values().filter(|r| r.hosts.contains(addr)).collect()
+        self.roles
+            .values()
+            .filter(|r| r.hosts.contains(addr))
+            .collect()
     }
 
     /// The address set named by a group or role name.

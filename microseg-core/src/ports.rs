@@ -68,7 +68,9 @@ impl FromStr for Proto {
         if let Some(p) = single(&set.udp) {
             return Ok(Proto::Udp(p));
         }
-        Err(format!("{s:?} is a port range: give one port, like tcp/443"))
+        Err(format!(
+            "{s:?} is a port range: give one port, like tcp/443"
+        ))
     }
 }
 
@@ -271,12 +273,21 @@ mod tests {
     #[test]
     fn spec_errors_say_what_is_right() {
         let mut s = PortSet::default();
-        assert!(s.add_spec("80").unwrap_err().contains("did you mean \"tcp/80\""));
+        assert!(s
+            .add_spec("80")
+            .unwrap_err()
+            .contains("did you mean \"tcp/80\""));
         assert!(s.add_spec("tcp/0").unwrap_err().contains("1-65535"));
         assert!(s.add_spec("tcp/70000").unwrap_err().contains("1-65535"));
         assert!(s.add_spec("tcp/90-80").unwrap_err().contains("tcp/80-90"));
-        assert!(s.add_spec("sctp/80").unwrap_err().contains("unknown protocol"));
-        assert!(s.add_spec("tcp/http").unwrap_err().contains("not a port number"));
+        assert!(s
+            .add_spec("sctp/80")
+            .unwrap_err()
+            .contains("unknown protocol"));
+        assert!(s
+            .add_spec("tcp/http")
+            .unwrap_err()
+            .contains("not a port number"));
         assert!(s.add_spec("icmp/8").unwrap_err().contains("no ports"));
         assert!(s.is_empty());
     }

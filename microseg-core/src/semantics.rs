@@ -55,8 +55,12 @@ impl Connection {
                 "{} and {} are of different IP families: a connection is IPv4 or IPv6 end to end",
                 self.src, self.dst
             )),
-            (IpAddr::V4(_), _, Proto::Icmpv6) => Err("icmpv6 between IPv4 addresses: use icmp".into()),
-            (IpAddr::V6(_), _, Proto::Icmp) => Err("icmp between IPv6 addresses: use icmpv6".into()),
+            (IpAddr::V4(_), _, Proto::Icmpv6) => {
+                Err("icmpv6 between IPv4 addresses: use icmp".into())
+            }
+            (IpAddr::V6(_), _, Proto::Icmp) => {
+                Err("icmp between IPv6 addresses: use icmpv6".into())
+            }
             _ => Ok(()),
         }
     }
@@ -248,7 +252,9 @@ impl Policy {
         if side == Side::Sender {
             for r in &roles {
                 if r.egress.contains(c.proto) {
-                    reasons.push(Reason::Egress { role: r.name.clone() });
+                    reasons.push(Reason::Egress {
+                        role: r.name.clone(),
+                    });
                 }
             }
         }

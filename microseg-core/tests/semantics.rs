@@ -17,7 +17,8 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn verdict(p: &Policy, s: &str, d: &str, port: &str) -> Verdict {
-    p.decide(&Connection::new(ip(s), ip(d), port.parse().unwrap())).verdict
+    p.decide(&Connection::new(ip(s), ip(d), port.parse().unwrap()))
+        .verdict
 }
 
 const BASE: &str = r#"
@@ -76,54 +77,106 @@ ports = ["icmp", "icmpv6"]
 #[test]
 fn unmanaged_source_only_receiver_decides() {
     let p = policy(BASE);
-    assert_eq!(verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/443"), Verdict::Accept);
-    assert_eq!(verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/22"), Verdict::Drop);
-    let d = p.decide(&Connection::new(ip("203.0.113.9"), ip("10.0.1.11"), Proto::Tcp(443)));
+    assert_eq!(
+        verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/443"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/22"),
+        Verdict::Drop
+    );
+    let d = p.decide(&Connection::new(
+        ip("203.0.113.9"),
+        ip("10.0.1.11"),
+        Proto::Tcp(443),
+    ));
     assert!(d.sender.is_none());
-    assert_eq!(d.receiver.unwrap().reasons, vec![Reason::Flow { name: "public-web".into(), action: microseg_core::Action::Allow }]);
+    assert_eq!(
+        d.receiver.unwrap().reasons,
+        vec![Reason::Flow {
+            name: "public-web".into(),
+            action: microseg_core::Action::Allow
+        }]
+    );
 }
 
 #[test]
 fn unmanaged_both_sides_permitted() {
     let p = policy(BASE);
-    assert_eq!(verdict(&p, "203.0.113.9", "198.51.100.1", "tcp/25"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "203.0.113.9", "198.51.100.1", "tcp/25"),
+        Verdict::Accept
+    );
 }
 
 #[test]
 fn sender_side_needs_egress_or_flow() {
     let p = policy(BASE);
     // app (not ops) → outside: baseline egress tcp/443 only.
-    assert_eq!(verdict(&p, "10.0.1.27", "203.0.113.1", "tcp/443"), Verdict::Accept);
-    assert_eq!(verdict(&p, "10.0.1.27", "203.0.113.1", "tcp/25"), Verdict::Drop);
-    assert_eq!(verdict(&p, "10.0.1.27", "203.0.113.1", "udp/53"), Verdict::Drop);
+    assert_eq!(
+        verdict(&p, "10.0.1.27", "203.0.113.1", "tcp/443"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "10.0.1.27", "203.0.113.1", "tcp/25"),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&p, "10.0.1.27", "203.0.113.1", "udp/53"),
+        Verdict::Drop
+    );
 }
 
 #[test]
 fn partial_overlap_is_exact() {
     let p = policy(BASE);
     // ops covers 10.0.1.15-25: only those hosts may open tcp/5432 to db.
-    assert_eq!(verdict(&p, "10.0.1.24", "10.0.1.30", "tcp/5432"), Verdict::Accept);
-    assert_eq!(verdict(&p, "10.0.1.26", "10.0.1.30", "tcp/5432"), Verdict::Drop);
+    assert_eq!(
+        verdict(&p, "10.0.1.24", "10.0.1.30", "tcp/5432"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "10.0.1.26", "10.0.1.30", "tcp/5432"),
+        Verdict::Drop
+    );
     // 10.0.1.15 is web AND ops: the deny from web wins over ops' allow.
-    assert_eq!(verdict(&p, "10.0.1.15", "10.0.1.30", "tcp/5432"), Verdict::Drop);
+    assert_eq!(
+        verdict(&p, "10.0.1.15", "10.0.1.30", "tcp/5432"),
+        Verdict::Drop
+    );
 }
 
 #[test]
 fn multi_role_egress_is_a_union() {
     let p = policy(BASE);
     // 10.0.1.22 is app (egress tcp/443 from baseline) and ops (egress udp/53).
-    assert_eq!(verdict(&p, "10.0.1.22", "203.0.113.1", "udp/53"), Verdict::Accept);
-    assert_eq!(verdict(&p, "10.0.1.22", "203.0.113.1", "tcp/443"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "10.0.1.22", "203.0.113.1", "udp/53"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "10.0.1.22", "203.0.113.1", "tcp/443"),
+        Verdict::Accept
+    );
     // 10.0.1.27 is only app.
-    assert_eq!(verdict(&p, "10.0.1.27", "203.0.113.1", "udp/53"), Verdict::Drop);
+    assert_eq!(
+        verdict(&p, "10.0.1.27", "203.0.113.1", "udp/53"),
+        Verdict::Drop
+    );
 }
 
 #[test]
 fn deny_and_reject_precedence() {
     let p = policy(BASE);
-    assert_eq!(verdict(&p, "203.0.113.5", "10.0.1.21", "tcp/22"), Verdict::Reject);
+    assert_eq!(
+        verdict(&p, "203.0.113.5", "10.0.1.21", "tcp/22"),
+        Verdict::Reject
+    );
     // Admin SSH is allowed from admin, but 203.0.113.x is not admin: reject.
-    assert_eq!(verdict(&p, "10.0.0.5", "10.0.1.21", "tcp/22"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "10.0.0.5", "10.0.1.21", "tcp/22"),
+        Verdict::Accept
+    );
 }
 
 #[test]
@@ -141,40 +194,76 @@ ports = ["tcp/443", "icmp"]
 action = "deny"
 "#,
     );
-    assert_eq!(verdict(&p, "10.1.0.1", "203.0.113.1", "tcp/443"), Verdict::Drop);
-    assert_eq!(verdict(&p, "10.1.0.1", "203.0.113.1", "icmp"), Verdict::Drop);
-    assert_eq!(verdict(&p, "10.1.0.1", "203.0.113.1", "udp/53"), Verdict::Accept);
-    assert_eq!(verdict(&p, "203.0.113.1", "10.1.0.1", "icmp"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "10.1.0.1", "203.0.113.1", "tcp/443"),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&p, "10.1.0.1", "203.0.113.1", "icmp"),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&p, "10.1.0.1", "203.0.113.1", "udp/53"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "203.0.113.1", "10.1.0.1", "icmp"),
+        Verdict::Accept
+    );
 }
 
 #[test]
 fn icmp_baseline() {
     let p = policy(BASE);
     // icmp = false: only the web-icmp flow admits ICMP, and only to web.
-    assert_eq!(verdict(&p, "10.0.0.1", "10.0.1.10", "icmp"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "10.0.0.1", "10.0.1.10", "icmp"),
+        Verdict::Accept
+    );
     assert_eq!(verdict(&p, "10.0.0.1", "10.0.1.21", "icmp"), Verdict::Drop);
-    assert_eq!(verdict(&p, "2001:db8:a::1", "2001:db8:1::10", "icmpv6"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "2001:db8:a::1", "2001:db8:1::10", "icmpv6"),
+        Verdict::Accept
+    );
 }
 
 #[test]
 fn ipv6() {
     let p = policy(BASE);
-    assert_eq!(verdict(&p, "2001:db8:a::5", "2001:db8:1::10", "tcp/22"), Verdict::Accept);
-    assert_eq!(verdict(&p, "2001:db8:b::5", "2001:db8:1::10", "tcp/22"), Verdict::Drop);
-    assert_eq!(verdict(&p, "2001:db8:b::5", "2001:db8:1::10", "tcp/80"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "2001:db8:a::5", "2001:db8:1::10", "tcp/22"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "2001:db8:b::5", "2001:db8:1::10", "tcp/22"),
+        Verdict::Drop
+    );
+    assert_eq!(
+        verdict(&p, "2001:db8:b::5", "2001:db8:1::10", "tcp/80"),
+        Verdict::Accept
+    );
 }
 
 #[test]
 fn loopback_and_self() {
     let p = policy(BASE);
-    assert_eq!(verdict(&p, "10.0.1.30", "127.0.0.1", "tcp/9999"), Verdict::Accept);
-    assert_eq!(verdict(&p, "10.0.1.30", "10.0.1.30", "tcp/9999"), Verdict::Accept);
+    assert_eq!(
+        verdict(&p, "10.0.1.30", "127.0.0.1", "tcp/9999"),
+        Verdict::Accept
+    );
+    assert_eq!(
+        verdict(&p, "10.0.1.30", "10.0.1.30", "tcp/9999"),
+        Verdict::Accept
+    );
 }
 
 #[test]
 fn default_reject() {
     let p = policy(&BASE.replace("icmp = false", "icmp = false\ndefault = \"reject\""));
-    assert_eq!(verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/22"), Verdict::Reject);
+    assert_eq!(
+        verdict(&p, "203.0.113.9", "10.0.1.11", "tcp/22"),
+        Verdict::Reject
+    );
 }
 
 /// Every class pair × every port class: IR evaluators (per host and per
@@ -195,8 +284,12 @@ fn assert_ir_agrees(p: &Policy) {
     let mut checked = 0;
     for sc in &classes {
         for dc in &classes {
-            let Some(s) = representative(sc, None) else { continue };
-            let Some(d) = representative(dc, Some(s)) else { continue };
+            let Some(s) = representative(sc, None) else {
+                continue;
+            };
+            let Some(d) = representative(dc, Some(s)) else {
+                continue;
+            };
             for (proto, _) in &pcs {
                 let c = Connection::new(s, d, *proto);
                 if c.validate().is_err() || s == d {
@@ -208,11 +301,20 @@ fn assert_ir_agrees(p: &Policy) {
                     }
                     let want = p.decide_side(dir.side(), &c).verdict;
                     let host = compile(p, &Target::Host(own)).unwrap();
-                    assert_eq!(host.decide(dir, &c).verdict, want, "host ruleset {own} {dir:?} {c}");
+                    assert_eq!(
+                        host.decide(dir, &c).verdict,
+                        want,
+                        "host ruleset {own} {dir:?} {c}"
+                    );
                     let roles = p.roles_of(own);
                     if roles.len() == 1 {
                         let rs = compile(p, &Target::Role(roles[0].name.clone())).unwrap();
-                        assert_eq!(rs.decide(dir, &c).verdict, want, "role {} {dir:?} {c}", roles[0].name);
+                        assert_eq!(
+                            rs.decide(dir, &c).verdict,
+                            want,
+                            "role {} {dir:?} {c}",
+                            roles[0].name
+                        );
                     }
                     checked += 1;
                 }

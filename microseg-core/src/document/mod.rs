@@ -102,7 +102,11 @@ pub enum Format {
 impl Format {
     /// The format a file name implies: `.json`, `.yaml`/`.yml`, anything else TOML.
     pub fn from_path(path: &std::path::Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+        {
             Some(e) if e == "json" => Format::Json,
             Some(e) if e == "yaml" || e == "yml" => Format::Yaml,
             _ => Format::Toml,
