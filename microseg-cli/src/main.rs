@@ -161,6 +161,13 @@ enum Command {
         force: bool,
         #[command(flatten)]
         persist: PersistArgs,
+        /// With `hardening` in the policy: write its sysctl.d file to PATH
+        /// (default /etc/sysctl.d/99-TABLE.conf); the values are set either way.
+        #[arg(long, value_name = "PATH", conflicts_with = "no_sysctl_file")]
+        sysctl_file: Option<PathBuf>,
+        /// With `hardening`: set the sysctl values now but write no sysctl.d file.
+        #[arg(long)]
+        no_sysctl_file: bool,
         #[command(flatten)]
         state: StateArgs,
         /// Test hook: hold the lock this long before applying.
@@ -450,6 +457,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             confirm_timeout,
             force,
             persist,
+            sysctl_file,
+            no_sysctl_file,
             state,
             test_hold_lock_ms,
         } => {
@@ -490,6 +499,11 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 persist: persist.choice(),
                 source: policy.display().to_string(),
                 hold_lock: test_hold_lock_ms.map(Duration::from_millis),
+                sysctl_file: match (sysctl_file, no_sysctl_file) {
+                    (Some(p), _) => Persist::To(p),
+                    (None, true) => Persist::Off,
+                    (None, false) => Persist::Default,
+                },
             };
             let host = host(backend, &p.table, &state);
             let report = host.apply(&rs, &opts)?;

@@ -33,7 +33,7 @@
 
 use crate::addr::{AddrSet, Family};
 use crate::interval::IntervalSet;
-use crate::model::{Action, Flow, LogSpec, Policy};
+use crate::model::{Action, Flow, Hardening, LogSpec, Policy};
 use crate::ports::{PortSet, Proto};
 use crate::semantics::{Connection, Side, Verdict};
 use crate::Error;
@@ -243,6 +243,8 @@ pub struct HostRuleset {
     pub default: Verdict,
     /// Logging of defaulted packets and of flows with `log`.
     pub log: Option<LogSpec>,
+    /// Kernel hardening the host gets with the rules (`None`: sysctl is left alone).
+    pub hardening: Option<Hardening>,
 }
 
 /// The result of evaluating a ruleset.
@@ -355,6 +357,7 @@ pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
         output,
         default: Verdict::from_default(policy.baseline.default),
         log: policy.baseline.log.clone(),
+        hardening: policy.hardening,
     })
 }
 

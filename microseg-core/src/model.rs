@@ -222,7 +222,7 @@ pub struct Baseline {
 }
 
 /// Reverse-path filtering mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RpFilter {
     /// Strict (1).
@@ -234,7 +234,7 @@ pub enum RpFilter {
 }
 
 /// Kernel network hardening settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct Hardening {
     /// Accept and send ICMP redirects (the guide: false).
     pub redirects: bool,

@@ -67,6 +67,10 @@ pub struct ApplyOptions {
     /// After taking the lock and reading the installed state, wait this long
     /// before planning and applying (demonstrates the lock; tests use it).
     pub hold_lock: Option<Duration>,
+    /// Where the hardening sysctl.d file goes (`Default`:
+    /// `/etc/sysctl.d/99-<table>.conf`; `Off`: set the values only). Only
+    /// used when the policy has `hardening`.
+    pub sysctl_file: Persist,
 }
 
 /// `--confirm-timeout`: how long, and the timer program.
@@ -179,11 +183,17 @@ pub struct ApplyReport {
     pub notes: Vec<String>,
     /// The pending confirmation.
     pub pending: Option<PendingInfo>,
+    /// Hardening sysctl values that differed from the policy's (and were set,
+    /// unless a dry run).
+    pub sysctl: Vec<crate::sysctl::SysctlDifference>,
 }
 
 impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.plan_text)?;
+        for d in &self.sysctl {
+            writeln!(f, "sysctl {}: {} -> {}", d.key, d.have, d.want)?;
+        }
         if self.dry_run {
             writeln!(
                 f,
@@ -388,6 +398,8 @@ pub struct Status {
     pub hits: Vec<Hits>,
     /// A change waiting for confirmation.
     pub pending: Option<PendingInfo>,
+    /// Hardening sysctl values that differ from what was applied.
+    pub sysctl_drift: Vec<crate::sysctl::SysctlDifference>,
 }
 
 impl Status {
@@ -395,11 +407,12 @@ impl Status {
     ///
     /// ```
     /// # let s = microseg_host::Status { backend: "nft".into(), owned: "t".into(), installed: false,
-    /// #   last_event: None, target: None, source: None, at_ms: None, drift: None, hits: vec![], pending: None };
+    /// #   last_event: None, target: None, source: None, at_ms: None, drift: None, hits: vec![], pending: None,
+    /// #   sysctl_drift: vec![] };
     /// assert!(!s.drifted());
     /// ```
     pub fn drifted(&self) -> bool {
-        self.drift.as_ref().is_some_and(|d| !d.is_empty())
+        self.drift.as_ref().is_some_and(|d| !d.is_empty()) || !self.sysctl_drift.is_empty()
     }
 }
 
@@ -438,6 +451,13 @@ impl fmt::Display for Status {
                     writeln!(f, "  {x}")?;
                 }
             }
+        }
+        for d in &self.sysctl_drift {
+            writeln!(
+                f,
+                "SYSCTL DRIFT: {} is {}, the policy sets {}",
+                d.key, d.have, d.want
+            )?;
         }
         if let Some(p) = &self.pending {
             writeln!(f, "pending: {p}")?;
@@ -651,6 +671,15 @@ impl<B: HostBackend> Host<B> {
             backup: None,
             notes: Vec::new(),
             pending: None,
+            sysctl: match &ruleset.hardening {
+                Some(h) => crate::sysctl::differences(h)?,
+                None => Vec::new(),
+            },
+        };
+        let sysctl_path = match &opts.sysctl_file {
+            Persist::Default => Some(crate::sysctl::default_path(&ruleset.table)),
+            Persist::To(p) => Some(p.clone()),
+            Persist::Off => None,
         };
         if opts.dry_run {
             let current = self.backend.read().map_err(|e| self.be(e))?;
@@ -712,14 +741,19 @@ impl<B: HostBackend> Host<B> {
             taken_ms: now_ms(),
             state: current.as_ref().map(|s| self.encode_state(s)).transpose()?,
             persist: persist_record,
+            sysctl: match ruleset.hardening {
+                Some(_) => Some(crate::sysctl::snapshot(sysctl_path.as_deref())?),
+                None => None,
+            },
         };
+        let sysctl_changes = !report.sysctl.is_empty();
         let boot_text = self.backend.boot_text(&desired);
         let expected = self.encode_state(&self.backend.expected(&desired))?;
 
         let confirm = opts
             .confirm
             .as_ref()
-            .filter(|_| report.plan != PlanKind::Unchanged);
+            .filter(|_| report.plan != PlanKind::Unchanged || sysctl_changes);
         if opts.confirm.is_some() && confirm.is_none() {
             report
                 .notes
@@ -755,7 +789,22 @@ impl<B: HostBackend> Host<B> {
             pending = Some((p, c.timeout));
         }
 
+        if let Some(h) = &ruleset.hardening {
+            if let Err(e) = crate::sysctl::apply(h, &ruleset.table, sysctl_path.as_deref()) {
+                if let Some(s) = &snapshot.sysctl {
+                    let _ = crate::sysctl::restore(s);
+                }
+                if pending.is_some() {
+                    let _ = self.state.clear_pending();
+                }
+                return Err(e);
+            }
+        }
         if let Err(e) = self.backend.apply(&plan) {
+            // All or nothing: put the sysctl values and file back too.
+            if let Some(s) = &snapshot.sysctl {
+                let _ = crate::sysctl::restore(s);
+            }
             if pending.is_some() {
                 // The timer finds no record and exits; nothing was changed.
                 let _ = self.state.clear_pending();
@@ -763,7 +812,7 @@ impl<B: HostBackend> Host<B> {
             return Err(self.be(e));
         }
         report.applied = true;
-        if report.plan != PlanKind::Unchanged {
+        if report.plan != PlanKind::Unchanged || sysctl_changes {
             self.state.write_snapshot(&snapshot)?;
         }
         self.state.write_applied(&Applied {
@@ -776,6 +825,7 @@ impl<B: HostBackend> Host<B> {
             at_ms: now_ms(),
             expected: Some(expected),
             persist: persist_path.clone(),
+            hardening: ruleset.hardening,
         })?;
         let default_path = matches!(opts.persist, Persist::Default);
         if let Some((mut p, timeout)) = pending {
@@ -893,6 +943,9 @@ impl<B: HostBackend> Host<B> {
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;
+        if let Some(s) = &snap.sysctl {
+            crate::sysctl::restore(s)?;
+        }
         let mut boot_file = None;
         if let Some(r) = &snap.persist {
             persist::restore_boot_file(&r.path, r.previous.as_deref())?;
@@ -916,6 +969,7 @@ impl<B: HostBackend> Host<B> {
                 .as_ref()
                 .filter(|r| r.previous.is_some())
                 .map(|r| r.path.clone()),
+            hardening: None,
         })?;
         Ok(RollbackReport {
             owned: self.backend.owned(),
@@ -967,6 +1021,10 @@ impl<B: HostBackend> Host<B> {
                 .map(|c| self.backend.hits(c))
                 .unwrap_or_default(),
             pending: pending.as_ref().map(pending_info),
+            sysctl_drift: match applied.as_ref().and_then(|a| a.hardening) {
+                Some(h) => crate::sysctl::differences(&h)?,
+                None => Vec::new(),
+            },
         })
     }
 
@@ -1010,6 +1068,7 @@ impl<B: HostBackend> Host<B> {
                 taken_ms: now_ms(),
                 state: Some(self.encode_state(c)?),
                 persist,
+                sysctl: None,
             })?;
         }
         self.backend.remove().map_err(|e| self.be(e))?;
@@ -1030,6 +1089,7 @@ impl<B: HostBackend> Host<B> {
             at_ms: now_ms(),
             expected: None,
             persist: None,
+            hardening: None,
         })?;
         Ok(RemoveReport {
             owned: self.backend.owned(),
@@ -1087,6 +1147,9 @@ impl<B: HostBackend> Host<B> {
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;
+        if let Some(s) = &p.snapshot.sysctl {
+            crate::sysctl::restore(s)?;
+        }
         self.state.clear_pending()?;
         let last = self.state.applied()?;
         self.state.write_applied(&Applied {
@@ -1099,6 +1162,7 @@ impl<B: HostBackend> Host<B> {
             at_ms: now_ms(),
             expected: p.snapshot.state.clone(),
             persist: last.and_then(|a| a.persist),
+            hardening: None,
         })?;
         Ok(TimerOutcome::RolledBack)
     }

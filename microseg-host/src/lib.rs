@@ -46,6 +46,12 @@
 //!   `/etc/nftables.d/<table>.nft`, plus `include "/etc/nftables.d/*.nft"` in
 //!   `/etc/nftables.conf`), atomically, keeping the previous file as
 //!   `<file>.bak`.
+//! * **Hardening** ([`sysctl`]): when the policy has `hardening`, its sysctl
+//!   values are set (in the current network namespace) and written to a
+//!   sysctl.d file (default `/etc/sysctl.d/99-<table>.conf`); the previous
+//!   values and file are part of the snapshot, so rollback and the confirm
+//!   timer restore them; `status` reports values that differ. Without
+//!   `hardening`, sysctl is never touched.
 //! * **`--role auto`** ([`auto`]): the host's addresses from `ip -j addr`,
 //!   compiled for the one the policy manages.
 #![forbid(unsafe_code)]
@@ -56,6 +62,7 @@ pub mod guard;
 mod host;
 pub mod persist;
 mod state;
+pub mod sysctl;
 mod timer;
 
 pub use backend::{Difference, Hits, HostBackend, PlanKind};

@@ -78,6 +78,9 @@ pub(crate) struct Snapshot {
     pub(crate) state: Option<serde_json::Value>,
     /// The boot file and what it held before (`None`: persistence was off).
     pub(crate) persist: Option<PersistRecord>,
+    /// The hardening sysctl values and file before (`None`: the policy has no hardening).
+    #[serde(default)]
+    pub(crate) sysctl: Option<crate::sysctl::SysctlSnapshot>,
 }
 
 /// A boot file and its content before we wrote it.
@@ -102,6 +105,9 @@ pub(crate) struct Applied {
     pub(crate) expected: Option<serde_json::Value>,
     /// The boot file written for it, if any.
     pub(crate) persist: Option<PathBuf>,
+    /// The hardening applied with it, if any (for `status`).
+    #[serde(default)]
+    pub(crate) hardening: Option<microseg_core::Hardening>,
 }
 
 /// A change waiting for `confirm`.
