@@ -413,6 +413,7 @@ mod tests {
             at_ms: 1,
             expected: None,
             persist: None,
+            hardening: Some(microseg_core::Hardening::GUIDE),
         };
         d.write_applied(&a).unwrap();
         assert_eq!(d.applied().unwrap().unwrap().key, "ms");
