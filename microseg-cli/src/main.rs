@@ -118,6 +118,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The exact semantic difference between two policies: the connection
+    /// classes that become allowed or denied, each with an example.
+    Diff {
+        /// The old policy.
+        old: PathBuf,
+        /// The new policy.
+        new: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the policies differ (like `git diff --exit-code`).
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Draw the segmentation: roles and groups as nodes, allowed flows as edges.
     Graph {
         /// The policy file.
@@ -566,6 +580,25 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             host(BackendKind::Nft, &table, &state).run_timer(&id)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff {
+            old,
+            new,
+            json,
+            exit_code,
+        } => {
+            let (a, b) = (load(&old)?, load(&new)?);
+            let d = microseg_core::diff::diff(&a, &b);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d).expect("serialises"));
+            } else {
+                print!("{}", d.to_text());
+            }
+            Ok(if exit_code && !d.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Graph { policy, format } => {
             let p = load(&policy)?;

@@ -333,3 +333,40 @@ fn compile_sysctl_of_hardening() {
     );
     assert!(text.contains("net.ipv4.tcp_syncookies = 1"), "{text}");
 }
+
+#[test]
+fn diff_reports_exact_classes_with_examples() {
+    let dir = std::env::temp_dir().join(format!("microseg-cli-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = example("three-tier.toml");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let new = dir.join("new.toml");
+    std::fs::write(
+        &new,
+        text.replace("services = [\"postgres\", \"mysql\"]", "services = [\"postgres\"]")
+            .replace("backup = [\"10.10.2.50\"]", "backup = [\"10.10.2.50\", \"10.10.2.51\"]"),
+    )
+    .unwrap();
+    let out = run(&["diff", &old, new.to_str().unwrap(), "--json", "--exit-code"]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(1), "--exit-code: 1 when they differ");
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = d["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{d:#}");
+    // Each example connection really changes its decision.
+    for c in changes {
+        let ex = &c["example"];
+        let proto = ex["proto"].as_object().map(|o| {
+            let (k, v) = o.iter().next().unwrap();
+            format!("{}/{}", k.to_lowercase(), v)
+        });
+        let port = proto.unwrap_or_else(|| ex["proto"].as_str().unwrap().to_lowercase());
+        let src = ex["src"].as_str().unwrap();
+        let dst = ex["dst"].as_str().unwrap();
+        let before = query(&old, src, dst, &port)["verdict"].clone();
+        assert_ne!(before, serde_json::json!(if c["new"] == "accept" { "allow" } else { "deny" }), "{c}");
+    }
+    let same = run(&["diff", &old, &old, "--exit-code"]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("no change"));
+}

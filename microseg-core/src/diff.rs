@@ -30,7 +30,9 @@
 //! assert_eq!(change.to_label, "app (10.0.1.20)");
 //! assert_eq!(change.ports.specs(), ["tcp/8080"]);
 //! assert_eq!((change.old, change.new), (Verdict::Drop, Verdict::Accept));
-//! assert_eq!(change.example.to_string(), "10.0.1.10 -> 10.0.1.20 tcp/8080");
+//! // One concrete connection of the block, e.g. 10.0.1.11 -> 10.0.1.20 tcp/8080.
+//! assert!(change.contains(&change.example));
+//! assert!(new.decide(&change.example).allowed() && !old.decide(&change.example).allowed());
 //! assert!(d.to_text().contains("+ web (10.0.1.10-10.0.1.19) -> app (10.0.1.20) tcp/8080: drop -> accept"));
 //! // Nothing else changed: an identical policy, however written, diffs empty.
 //! assert!(diff(&new, &new).is_empty());
@@ -38,10 +40,10 @@
 //!
 //! # Exactness
 //!
-//! The address space is split with [`classes::partition`] over every set
+//! The address space is split with [`crate::classes::partition`] over every set
 //! either policy's semantics looks at (the `from` and `to` of every flow, the
 //! hosts of every role, and loopback), and the port space with
-//! [`classes::port_classes`] over every flow's ports and every role's egress
+//! [`crate::classes::port_classes`] over every flow's ports and every role's egress
 //! of both policies. Two connections whose sources share a class, whose
 //! destinations share a class and whose protocols share a port class are
 //! decided alike by [`Policy::decide`] in *both* policies, so evaluating one
@@ -52,7 +54,8 @@
 //! loopback destination (`127.0.0.0/8`, `::1`) and from an address to itself.
 //! [`Change::contains`] excludes them too, so `old.decide(c).verdict !=
 //! new.decide(c).verdict` holds exactly when [`Diff::change_for`] finds `c`
-//! (for connections that [`Connection::validate`] accepts).
+//! (for connections that [`Connection::validate`] accepts, with TCP/UDP
+//! ports 1-65535: port 0, which no port spec can name, is in no block).
 //!
 //! # Readability
 //!
@@ -61,27 +64,34 @@
 //! destinations of blocks with the same sources and ports, sources of blocks
 //! with the same destinations and ports, and ports of blocks with the same
 //! sources and destinations. Every merge keeps a block a product of an address
-//! set, an address set and a port set, so the result stays exact. Blocks of
-//! one change are disjoint and single-family. Address sets are shown by name
-//! when they equal a group or a role of either policy.
+//! set, an address set and a port set, so the result stays exact. Blocks are
+//! disjoint (no connection lies in two) and single-family. Address sets are shown by name
+//! when they equal (the part in their family of) a group or a role of either
+//! policy.
 //!
 //! # Complexity
 //!
 //! With `C` address classes per family, `P` port classes, `F` flows and `R`
-//! roles (both policies together), `diff` makes `2·P·(C₄² + C₆²)` calls of
-//! `decide`, each `O((F + R) · log n)`: quadratic in the number of distinct
-//! address boundaries. A policy with a few hundred flows diffs in well under a
-//! second in release builds.
+//! roles (both policies together), each (source class, destination class)
+//! pair costs `O(F / 64 + m)` word operations (`m` the flows it falls under)
+//! to find what `decide` reads for it in each policy: the actions and ports
+//! of those flows, whether the ends are managed, the source's egress, the
+//! baseline. Where both policies read the same, nothing can differ and
+//! `decide` is not called; otherwise it runs once per port class for each
+//! distinct reading, at most `2·P·(C₄² + C₆²)` times, each `O((F + R) · log n)`.
+//! A diff of two versions of a policy therefore costs little more than the
+//! `C₄² + C₆²` pairs.
 
 use crate::addr::{AddrSet, Family};
 use crate::classes::{family_of, loopback, partition, port_classes, representative};
-use crate::model::Policy;
+use crate::model::{Action, DefaultAction, Flow, Policy};
 use crate::ports::{PortSet, Proto};
 use crate::semantics::{Connection, Verdict};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// One block of changed connections: every connection from an address of
 /// `from` to an address of `to` with a protocol/port in `ports` (other than
@@ -91,13 +101,15 @@ pub struct Change {
     /// Source addresses (one family), serialised as range strings.
     #[serde(serialize_with = "ser_addrs")]
     pub from: AddrSet,
-    /// `from` for people: a group or role name with its addresses, `any`,
-    /// `any IPv4 except …`, or the addresses.
+    /// `from` for people: the name of each group or role (of either policy)
+    /// whose addresses in this family are exactly `from`, with the addresses;
+    /// `any IPv4`, `any IPv6 except …`, or just the addresses.
     pub from_label: String,
     /// Destination addresses (same family as `from`), serialised as range strings.
     #[serde(serialize_with = "ser_addrs")]
     pub to: AddrSet,
-    /// `to` for people (as `from_label`).
+    /// `to` for people, as `from_label`; an `any … except …` label leaves
+    /// loopback out of the exceptions (loopback destinations never change).
     pub to_label: String,
     /// Protocols and ports, serialised as canonical specs (`tcp/80`, `icmp`).
     #[serde(serialize_with = "ser_ports")]
@@ -272,7 +284,13 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
     let is_dst: Vec<bool> = classes.iter().map(|c| !c.is_subset(&lo)).collect();
 
     // Step 1: the changed port classes of each (source class, destination class).
-    let mut pairs: BTreeMap<(usize, usize, Verdict, Verdict), (PortSet, Connection)> = BTreeMap::new();
+    let mut interner = Interner::default();
+    let view_old = View::new(old, &classes, &mut interner);
+    let view_new = View::new(new, &classes, &mut interner);
+    let mut memo = Memo::default();
+    let mut changed_by_ids: HashMap<(usize, usize), Vec<PortChange>> = HashMap::new();
+    let mut pairs: BTreeMap<(usize, usize, Verdict, Verdict), (PortSet, Connection)> =
+        BTreeMap::new();
     for (si, sc) in classes.iter().enumerate() {
         let Some(s) = src_rep[si] else { continue };
         let fam = Family::of(s);
@@ -280,36 +298,32 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
             if !is_dst[di] || family_of(dc) != fam {
                 continue;
             }
-            let d = if si == di {
-                // Within one class: any two distinct addresses (not the same one).
-                match representative(dc, Some(s)) {
-                    Some(d) => d,
-                    None => continue,
-                }
-            } else {
-                match representative(dc, None) {
-                    Some(d) => d,
-                    None => continue,
-                }
+            let (key_old, key_new) = (view_old.key(si, di, fam), view_new.key(si, di, fam));
+            if key_old == key_new {
+                // Both policies read the same for this pair: nothing changed.
+                continue;
+            }
+            // Within one class: two distinct addresses (never one to itself).
+            let avoid = (si == di).then_some(s);
+            let Some(d) = representative(dc, avoid) else {
+                continue;
             };
-            debug_assert!(sc.contains(s) && dc.contains(d));
-            for (proto, pset) in &pclasses {
-                let fits = match proto {
-                    Proto::Icmp => fam == Family::V4,
-                    Proto::Icmpv6 => fam == Family::V6,
-                    _ => true,
-                };
-                if !fits {
-                    continue;
-                }
-                let c = Connection::new(s, d, *proto);
-                let (o, n) = (old.decide(&c).verdict, new.decide(&c).verdict);
-                if o != n {
-                    pairs
-                        .entry((si, di, o, n))
-                        .and_modify(|(ports, _)| *ports = ports.union(pset))
-                        .or_insert_with(|| (pset.clone(), c));
-                }
+            debug_assert!(sc.contains(s) && dc.contains(d) && s != d && !d.is_loopback());
+            let io = memo.id(key_old, old, s, d, &pclasses);
+            let inew = memo.id(key_new, new, s, d, &pclasses);
+            let changed = changed_by_ids.entry((io, inew)).or_insert_with(|| {
+                let (vo, vn) = (&memo.verdicts[io], &memo.verdicts[inew]);
+                (0..pclasses.len())
+                    .filter(|&i| vo[i] != vn[i])
+                    .map(|i| (i, vo[i], vn[i]))
+                    .collect()
+            });
+            for &(pi, o, n) in changed.iter() {
+                let (proto, pset) = &pclasses[pi];
+                pairs
+                    .entry((si, di, o, n))
+                    .and_modify(|(ports, _)| *ports = ports.union(pset))
+                    .or_insert_with(|| (pset.clone(), Connection::new(s, d, *proto)));
             }
         }
     }
@@ -328,15 +342,21 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
     // Step 2: merge products along one coordinate at a time, until stable.
     loop {
         let before = blocks.len();
-        blocks = merge(blocks, |b| (b.from.clone(), AddrSet::default(), b.ports.clone()), |a, b| {
-            a.to = a.to.union(&b.to)
-        });
-        blocks = merge(blocks, |b| (AddrSet::default(), b.to.clone(), b.ports.clone()), |a, b| {
-            a.from = a.from.union(&b.from)
-        });
-        blocks = merge(blocks, |b| (b.from.clone(), b.to.clone(), PortSet::default()), |a, b| {
-            a.ports = a.ports.union(&b.ports)
-        });
+        blocks = merge(
+            blocks,
+            |b| (b.from.clone(), AddrSet::default(), b.ports.clone()),
+            |a, b| a.to = a.to.union(&b.to),
+        );
+        blocks = merge(
+            blocks,
+            |b| (AddrSet::default(), b.to.clone(), b.ports.clone()),
+            |a, b| a.from = a.from.union(&b.from),
+        );
+        blocks = merge(
+            blocks,
+            |b| (b.from.clone(), b.to.clone(), PortSet::default()),
+            |a, b| a.ports = a.ports.union(&b.ports),
+        );
         if blocks.len() == before {
             break;
         }
@@ -346,7 +366,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
         .into_iter()
         .map(|b| Change {
             from_label: label(&b.from, old, new),
-            to_label: label(&b.to, old, new),
+            to_label: dst_label(&b.to, old, new),
             from: b.from,
             to: b.to,
             ports: b.ports,
@@ -356,7 +376,14 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
         })
         .collect();
     changes.sort_by(|a, b| {
-        (a.family(), &a.from, &a.to, &a.ports, a.old, a.new).cmp(&(b.family(), &b.from, &b.to, &b.ports, b.old, b.new))
+        (a.family(), &a.from, &a.to, &a.ports, a.old, a.new).cmp(&(
+            b.family(),
+            &b.from,
+            &b.to,
+            &b.ports,
+            b.old,
+            b.new,
+        ))
     });
     Diff {
         changes,
@@ -365,10 +392,190 @@ pub fn diff(old: &Policy, new: &Policy) -> Diff {
     }
 }
 
+/// A changed port class: its index, the old and the new verdict.
+type PortChange = (usize, Verdict, Verdict);
+
+/// Bits over a policy's flows or roles.
+type Bits = Vec<u64>;
+
+fn bits(n: usize, member: impl Fn(usize) -> bool) -> Bits {
+    let mut b = vec![0u64; n.div_ceil(64)];
+    for i in (0..n).filter(|&i| member(i)) {
+        b[i / 64] |= 1 << (i % 64);
+    }
+    b
+}
+
+/// Ids for flow contents (action and ports) and egress sets, shared by both
+/// policies so that their keys compare.
+#[derive(Default)]
+struct Interner {
+    contents: HashMap<(Action, PortSet), usize>,
+    egress: HashMap<PortSet, usize>,
+}
+
+impl Interner {
+    fn content(&mut self, f: &Flow) -> usize {
+        let n = self.contents.len();
+        *self
+            .contents
+            .entry((f.action, f.ports.clone()))
+            .or_insert(n)
+    }
+
+    fn egress(&mut self, p: PortSet) -> usize {
+        let n = self.egress.len();
+        *self.egress.entry(p).or_insert(n)
+    }
+}
+
+/// Everything [`Policy::decide`] reads for a connection from `s` to `d`
+/// (not loopback, `s ≠ d`) besides the protocol: the actions and ports of
+/// the flows with `s ∈ from` and `d ∈ to`, whether `s` is managed and the
+/// union of its roles' egress, whether `d` is managed, the family (which
+/// protocols fit), and the baseline's ICMP switch and default. Connections
+/// with equal keys and protocols get equal verdicts, in either policy.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PairKey {
+    /// Bits over interned flow contents.
+    flows: Bits,
+    /// The interned egress union of the source's roles, if it is managed.
+    src: Option<usize>,
+    dst_managed: bool,
+    family: Family,
+    icmp: bool,
+    default: DefaultAction,
+}
+
+/// What one policy makes of each address class.
+struct View<'a> {
+    policy: &'a Policy,
+    /// Per address class: the flows whose `from` holds it.
+    from: Vec<Bits>,
+    /// Per address class: the flows whose `to` holds it.
+    to: Vec<Bits>,
+    /// Per flow: its interned content.
+    content: Vec<usize>,
+    /// Per address class: the interned egress union of its roles, if managed.
+    egress: Vec<Option<usize>>,
+}
+
+impl<'a> View<'a> {
+    fn new(policy: &'a Policy, classes: &[AddrSet], interner: &mut Interner) -> View<'a> {
+        // Each class lies inside or outside every set of both policies, so
+        // any one of its addresses tells.
+        let members: Vec<Option<IpAddr>> = classes.iter().map(|c| c.example()).collect();
+        let nf = policy.flows.len();
+        let per_class = |test: &dyn Fn(IpAddr, usize) -> bool| -> Vec<Bits> {
+            members
+                .iter()
+                .map(|m| bits(nf, |i| m.is_some_and(|a| test(a, i))))
+                .collect()
+        };
+        let from = per_class(&|a, i| policy.flows[i].from.addrs.contains(a));
+        let to = per_class(&|a, i| policy.flows[i].to.addrs.contains(a));
+        let content = policy.flows.iter().map(|f| interner.content(f)).collect();
+        let egress = members
+            .iter()
+            .map(|m| {
+                let roles = m.map(|a| policy.roles_of(a)).unwrap_or_default();
+                if roles.is_empty() {
+                    return None;
+                }
+                let union = roles
+                    .iter()
+                    .fold(PortSet::default(), |acc, r| acc.union(&r.egress));
+                Some(interner.egress(union))
+            })
+            .collect();
+        View {
+            policy,
+            from,
+            to,
+            content,
+            egress,
+        }
+    }
+
+    fn key(&self, si: usize, di: usize, family: Family) -> PairKey {
+        let mut flows: Bits = Vec::new();
+        for (w, (a, b)) in self.from[si].iter().zip(&self.to[di]).enumerate() {
+            let mut word = a & b;
+            while word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                let c = self.content[w * 64 + bit];
+                if flows.len() <= c / 64 {
+                    flows.resize(c / 64 + 1, 0);
+                }
+                flows[c / 64] |= 1 << (c % 64);
+            }
+        }
+        PairKey {
+            flows,
+            src: self.egress[si],
+            dst_managed: self.egress[di].is_some(),
+            family,
+            icmp: self.policy.baseline.icmp,
+            default: self.policy.baseline.default,
+        }
+    }
+}
+
+/// Verdict vectors over the port classes, by [`PairKey`].
+#[derive(Default)]
+struct Memo {
+    ids: HashMap<PairKey, usize>,
+    /// By id: the verdict of each port class (`Accept` for a protocol of the
+    /// other family, which no connection of the pair can have).
+    verdicts: Vec<Vec<Verdict>>,
+}
+
+impl Memo {
+    /// The id of `key`; the first time, evaluates `policy.decide` on `s → d`
+    /// (a pair with this key) for every port class.
+    fn id(
+        &mut self,
+        key: PairKey,
+        policy: &Policy,
+        s: IpAddr,
+        d: IpAddr,
+        pclasses: &[(Proto, PortSet)],
+    ) -> usize {
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let family = key.family;
+        let verdicts = pclasses
+            .iter()
+            .map(|(proto, _)| {
+                let fits = match proto {
+                    Proto::Icmp => family == Family::V4,
+                    Proto::Icmpv6 => family == Family::V6,
+                    _ => true,
+                };
+                if fits {
+                    policy.decide(&Connection::new(s, d, *proto)).verdict
+                } else {
+                    Verdict::Accept
+                }
+            })
+            .collect();
+        let id = self.verdicts.len();
+        self.verdicts.push(verdicts);
+        self.ids.insert(key, id);
+        id
+    }
+}
+
 type Key = (AddrSet, AddrSet, PortSet);
 
 /// Merges blocks with equal `key` and equal verdicts, combining with `join`.
-fn merge(blocks: Vec<Block>, key: impl Fn(&Block) -> Key, join: impl Fn(&mut Block, &Block)) -> Vec<Block> {
+fn merge(
+    blocks: Vec<Block>,
+    key: impl Fn(&Block) -> Key,
+    join: impl Fn(&mut Block, &Block),
+) -> Vec<Block> {
     let mut by: BTreeMap<(Key, Verdict, Verdict), Block> = BTreeMap::new();
     for b in blocks {
         match by.entry((key(&b), b.old, b.new)) {
@@ -381,8 +588,25 @@ fn merge(blocks: Vec<Block>, key: impl Fn(&Block) -> Key, join: impl Fn(&mut Blo
     by.into_values().collect()
 }
 
+/// A destination set for people: loopback destinations are never part of a
+/// change, so the label may count them in when that reads shorter
+/// (`any IPv4 except 10.0.0.1` rather than `… except 10.0.0.1, 127.0.0.0/8`).
+fn dst_label(set: &AddrSet, old: &Policy, new: &Policy) -> String {
+    let plain = label(set, old, new);
+    let with_lo = set.union(&loopback().only(family_of(set)));
+    if with_lo == *set {
+        return plain;
+    }
+    let alt = label(&with_lo, old, new);
+    if alt.len() < plain.len() && alt.starts_with("any") {
+        alt
+    } else {
+        plain
+    }
+}
+
 /// A set for people: `name (addresses)` when it equals a group or role of
-/// either policy, `any`, `any IPv4`, `any IPv6 except …` when that is
+/// either policy (its part in the set's family), `any`, `any IPv4`, `any IPv6 except …` when that is
 /// shorter, else the addresses.
 fn label(set: &AddrSet, old: &Policy, new: &Policy) -> String {
     if set.is_any() {
@@ -396,15 +620,15 @@ fn label(set: &AddrSet, old: &Policy, new: &Policy) -> String {
     if set.is_full_in(fam) && set.is_empty_in(other(fam)) {
         return format!("any {fam_name}");
     }
+    // Blocks are single-family: a group matches when its part in the family does.
     let mut names: Vec<&str> = Vec::new();
     for p in [new, old] {
-        for (name, g) in &p.groups {
-            if g == set && !names.contains(&name.as_str()) {
-                names.push(name);
-            }
-        }
-        for (name, r) in &p.roles {
-            if &r.hosts == set && !names.contains(&name.as_str()) {
+        let named = p
+            .groups
+            .iter()
+            .chain(p.roles.iter().map(|(n, r)| (n, &r.hosts)));
+        for (name, g) in named {
+            if g.only(fam) == *set && !names.contains(&name.as_str()) {
                 names.push(name);
             }
         }

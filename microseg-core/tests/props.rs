@@ -29,8 +29,12 @@ use std::time::Instant;
 
 /// Runs a property with `tg::cases(default)` cases and prints the case
 /// count, the number of individual checks and the run time.
-fn run<S>(name: &str, default: u32, strategy: S, test: impl Fn(S::Value, &AtomicUsize) -> Result<(), TestCaseError>)
-where
+fn run<S>(
+    name: &str,
+    default: u32,
+    strategy: S,
+    test: impl Fn(S::Value, &AtomicUsize) -> Result<(), TestCaseError>,
+) where
     S: Strategy,
     S::Value: Debug,
 {
@@ -53,6 +57,32 @@ where
 
 fn bump(checks: &AtomicUsize) {
     checks.fetch_add(1, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The generators themselves.
+
+/// 500 generated documents and mutations of them: all validate (the other
+/// properties rely on it; flow names stay unique after mutations).
+#[test]
+fn generated_documents_and_mutations_are_valid_500() {
+    run(
+        "generated_documents_and_mutations_are_valid",
+        500,
+        tg::policy_pair(),
+        |(old, m, new), checks| {
+            for doc in [&old, &new] {
+                if let Err(e) = Policy::from_doc(doc.clone()) {
+                    return Err(TestCaseError::fail(format!(
+                        "invalid document (after {m:?}): {e}\n{}",
+                        doc.to_toml()
+                    )));
+                }
+                bump(checks);
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -83,9 +113,9 @@ impl<'a> Rulesets<'a> {
 
     fn role(&mut self, name: &str) -> &HostRuleset {
         let p = self.policy;
-        self.roles
-            .entry(name.to_string())
-            .or_insert_with(|| compile(p, &Target::Role(name.to_string())).expect("a role compiles"))
+        self.roles.entry(name.to_string()).or_insert_with(|| {
+            compile(p, &Target::Role(name.to_string())).expect("a role compiles")
+        })
     }
 
     /// Checks both sides of `c` against `decide_side`, per host and (for
@@ -95,7 +125,10 @@ impl<'a> Rulesets<'a> {
         let p = self.policy;
         let special = c.dst.is_loopback() || c.src == c.dst;
         let mut sides: [Option<Verdict>; 2] = [None, None];
-        for (k, (dir, own)) in [(Direction::Output, c.src), (Direction::Input, c.dst)].into_iter().enumerate() {
+        for (k, (dir, own)) in [(Direction::Output, c.src), (Direction::Input, c.dst)]
+            .into_iter()
+            .enumerate()
+        {
             if !p.managed.contains(own) {
                 continue;
             }
@@ -103,7 +136,14 @@ impl<'a> Rulesets<'a> {
             sides[k] = Some(got);
             if special {
                 // `decide` short-cuts these; the rulesets' loopback rule must accept.
-                prop_assert_eq!(got, Verdict::Accept, "host {} {:?} {} (loopback/self)", own, dir, c);
+                prop_assert_eq!(
+                    got,
+                    Verdict::Accept,
+                    "host {} {:?} {} (loopback/self)",
+                    own,
+                    dir,
+                    c
+                );
                 continue;
             }
             let want = p.decide_side(dir.side(), c).verdict;
@@ -123,26 +163,35 @@ impl<'a> Rulesets<'a> {
             [_, Some(r)] => r,
             _ => Verdict::Accept,
         };
-        prop_assert_eq!(composed, p.decide(c).verdict, "composed host rulesets vs decide: {}", c);
+        prop_assert_eq!(
+            composed,
+            p.decide(c).verdict,
+            "composed host rulesets vs decide: {}",
+            c
+        );
         bump(checks);
         Ok(())
     }
 }
 
-/// 300 policies × 64 boundary-biased connections: for every managed end, the
+/// 1000 policies × 64 boundary-biased connections: for every managed end, the
 /// host ruleset (`Target::Host`) and, for hosts of exactly one role, the role
 /// ruleset decide like `decide_side` in both directions; loopback and
 /// self-connections are accepted; the rulesets compose to `decide`.
 #[test]
-fn ir_agrees_with_reference_on_boundary_connections_300() {
+fn ir_agrees_with_reference_on_boundary_connections_1000() {
     run(
         "ir_agrees_with_reference_on_boundary_connections",
-        300,
+        1000,
         tg::policy_with_connections(64),
         |(p, conns), checks| {
             let mut rs = Rulesets::new(&p);
             for c in &conns {
-                prop_assert!(c.validate().is_ok(), "generated an invalid connection {}", c);
+                prop_assert!(
+                    c.validate().is_ok(),
+                    "generated an invalid connection {}",
+                    c
+                );
                 rs.check(c, checks)?;
             }
             Ok(())
@@ -150,13 +199,13 @@ fn ir_agrees_with_reference_on_boundary_connections_300() {
     );
 }
 
-/// 60 policies, exhaustively: every (source class, destination class, port
+/// 1000 policies, exhaustively: every (source class, destination class, port
 /// class) triple of the policy's exact partition, through both rulesets.
 #[test]
-fn ir_agrees_with_reference_on_every_class_60() {
+fn ir_agrees_with_reference_on_every_class_1000() {
     run(
         "ir_agrees_with_reference_on_every_class",
-        60,
+        1000,
         tg::policy_doc().prop_map(|d| Policy::from_doc(d).expect("generated documents are valid")),
         |p, checks| {
             let mut sets: Vec<&AddrSet> = Vec::new();
@@ -173,9 +222,13 @@ fn ir_agrees_with_reference_on_every_class_60() {
             let pcs = port_classes(&ports);
             let mut rs = Rulesets::new(&p);
             for sc in &classes {
-                let Some(s) = representative(sc, None) else { continue };
+                let Some(s) = representative(sc, None) else {
+                    continue;
+                };
                 for dc in &classes {
-                    let Some(d) = representative(dc, Some(s)) else { continue };
+                    let Some(d) = representative(dc, Some(s)) else {
+                        continue;
+                    };
                     for (proto, _) in &pcs {
                         let c = Connection::new(s, d, *proto);
                         if c.validate().is_ok() {
@@ -246,12 +299,19 @@ fn canonical<T: Bound>(s: &IntervalSet<T>) -> Result<(), TestCaseError> {
     }
     for w in r.windows(2) {
         let next = w[0].1.succ();
-        prop_assert!(next.is_some_and(|n| n < w[1].0), "overlapping or adjacent intervals in {:?}", s);
+        prop_assert!(
+            next.is_some_and(|n| n < w[1].0),
+            "overlapping or adjacent intervals in {:?}",
+            s
+        );
     }
     Ok(())
 }
 
-fn interval_normalisation<T: Bound>(input: &[(T, T)], checks: &AtomicUsize) -> Result<(), TestCaseError> {
+fn interval_normalisation<T: Bound>(
+    input: &[(T, T)],
+    checks: &AtomicUsize,
+) -> Result<(), TestCaseError> {
     let s = IntervalSet::from_ranges(input.iter().copied());
     canonical(&s)?;
     let mut inserted = IntervalSet::new();
@@ -261,23 +321,47 @@ fn interval_normalisation<T: Bound>(input: &[(T, T)], checks: &AtomicUsize) -> R
     prop_assert_eq!(&inserted, &s, "insert one by one vs from_ranges");
     let mut shuffled: Vec<(T, T)> = input.to_vec();
     shuffled.reverse();
-    prop_assert_eq!(&IntervalSet::from_ranges(shuffled), &s, "order of the input matters");
+    prop_assert_eq!(
+        &IntervalSet::from_ranges(shuffled),
+        &s,
+        "order of the input matters"
+    );
     for x in probes(&[input]) {
-        prop_assert_eq!(s.contains(x), in_ranges(input, x), "membership of {:?} in {:?} from {:?}", x, s, input);
+        prop_assert_eq!(
+            s.contains(x),
+            in_ranges(input, x),
+            "membership of {:?} in {:?} from {:?}",
+            x,
+            s,
+            input
+        );
         bump(checks);
     }
     prop_assert_eq!(s.is_empty(), input.iter().all(|(a, b)| a > b));
-    prop_assert_eq!(s.first(), input.iter().filter(|(a, b)| a <= b).map(|r| r.0).min());
+    prop_assert_eq!(
+        s.first(),
+        input.iter().filter(|(a, b)| a <= b).map(|r| r.0).min()
+    );
     Ok(())
 }
 
-fn interval_algebra<T: Bound>(a: &[(T, T)], b: &[(T, T)], c: &[(T, T)], checks: &AtomicUsize) -> Result<(), TestCaseError> {
+fn interval_algebra<T: Bound>(
+    a: &[(T, T)],
+    b: &[(T, T)],
+    c: &[(T, T)],
+    checks: &AtomicUsize,
+) -> Result<(), TestCaseError> {
     let (sa, sb, sc) = (
         IntervalSet::from_ranges(a.iter().copied()),
         IntervalSet::from_ranges(b.iter().copied()),
         IntervalSet::from_ranges(c.iter().copied()),
     );
-    let (u, i, d, na) = (sa.union(&sb), sa.intersect(&sb), sa.difference(&sb), sa.complement());
+    let (u, i, d, na) = (
+        sa.union(&sb),
+        sa.intersect(&sb),
+        sa.difference(&sb),
+        sa.complement(),
+    );
     for s in [&u, &i, &d, &na] {
         canonical(s)?;
     }
@@ -294,43 +378,84 @@ fn interval_algebra<T: Bound>(a: &[(T, T)], b: &[(T, T)], c: &[(T, T)], checks: 
     prop_assert_eq!(&u, &sb.union(&sa), "union commutes");
     prop_assert_eq!(&i, &sb.intersect(&sa), "intersection commutes");
     prop_assert_eq!(&u.union(&sc), &sa.union(&sb.union(&sc)), "union associates");
-    prop_assert_eq!(&i.intersect(&sc), &sa.intersect(&sb.intersect(&sc)), "intersection associates");
-    prop_assert_eq!(&sa.intersect(&sb.union(&sc)), &i.union(&sa.intersect(&sc)), "distributivity");
-    prop_assert_eq!(&u.complement(), &na.intersect(&sb.complement()), "De Morgan (union)");
-    prop_assert_eq!(&i.complement(), &na.union(&sb.complement()), "De Morgan (intersection)");
+    prop_assert_eq!(
+        &i.intersect(&sc),
+        &sa.intersect(&sb.intersect(&sc)),
+        "intersection associates"
+    );
+    prop_assert_eq!(
+        &sa.intersect(&sb.union(&sc)),
+        &i.union(&sa.intersect(&sc)),
+        "distributivity"
+    );
+    prop_assert_eq!(
+        &u.complement(),
+        &na.intersect(&sb.complement()),
+        "De Morgan (union)"
+    );
+    prop_assert_eq!(
+        &i.complement(),
+        &na.union(&sb.complement()),
+        "De Morgan (intersection)"
+    );
     prop_assert_eq!(&d, &sa.intersect(&sb.complement()), "difference = a ∩ ¬b");
     prop_assert_eq!(&sa.union(&na), &IntervalSet::full(), "a ∪ ¬a is everything");
     prop_assert!(sa.intersect(&na).is_empty(), "a ∩ ¬a is empty");
     prop_assert_eq!(sa.is_subset(&sb), u == sb, "subset iff a ∪ b = b");
-    prop_assert_eq!(sa.intersects(&sb), !i.is_empty(), "intersects iff a ∩ b ≠ ∅");
+    prop_assert_eq!(
+        sa.intersects(&sb),
+        !i.is_empty(),
+        "intersects iff a ∩ b ≠ ∅"
+    );
     prop_assert!(i.is_subset(&sa) && sa.is_subset(&u) && d.is_subset(&sa));
     prop_assert_eq!(sa.is_full(), na.is_empty());
     Ok(())
 }
 
-/// 1500 random interval lists per bound type (u16, u32, u128): `from_ranges`
+/// 3000 random interval lists per bound type (u16, u32, u128): `from_ranges`
 /// is canonical, order-independent, equal to inserting one by one, and
 /// contains exactly the inputs' values at every boundary ±1.
 #[test]
-fn interval_set_normalisation_1500() {
-    run("interval_set_normalisation", 1500, (ranges_of::<u16>(40), ranges_of::<u32>(40), ranges_of::<u128>(40)), |(a, b, c), checks| {
-        interval_normalisation(&a, checks)?;
-        interval_normalisation(&b, checks)?;
-        interval_normalisation(&c, checks)
-    });
+fn interval_set_normalisation_3000() {
+    run(
+        "interval_set_normalisation",
+        3000,
+        (
+            ranges_of::<u16>(40),
+            ranges_of::<u32>(40),
+            ranges_of::<u128>(40),
+        ),
+        |(a, b, c), checks| {
+            interval_normalisation(&a, checks)?;
+            interval_normalisation(&b, checks)?;
+            interval_normalisation(&c, checks)
+        },
+    );
 }
 
-/// 1500 random triples per bound type: union, intersection, difference and
+/// 3000 random triples per bound type: union, intersection, difference and
 /// complement are exact at every boundary ±1 and satisfy the set laws.
 #[test]
-fn interval_set_algebra_1500() {
+fn interval_set_algebra_3000() {
     run(
         "interval_set_algebra",
-        1500,
+        3000,
         (
-            (ranges_of::<u16>(30), ranges_of::<u16>(30), ranges_of::<u16>(30)),
-            (ranges_of::<u32>(30), ranges_of::<u32>(30), ranges_of::<u32>(30)),
-            (ranges_of::<u128>(30), ranges_of::<u128>(30), ranges_of::<u128>(30)),
+            (
+                ranges_of::<u16>(30),
+                ranges_of::<u16>(30),
+                ranges_of::<u16>(30),
+            ),
+            (
+                ranges_of::<u32>(30),
+                ranges_of::<u32>(30),
+                ranges_of::<u32>(30),
+            ),
+            (
+                ranges_of::<u128>(30),
+                ranges_of::<u128>(30),
+                ranges_of::<u128>(30),
+            ),
         ),
         |((a, b, c), (d, e, f), (g, h, i)), checks| {
             interval_algebra(&a, &b, &c, checks)?;
@@ -380,142 +505,205 @@ fn addr_probes(sets: &[&AddrSet]) -> Vec<IpAddr> {
     probes(&v4)
         .into_iter()
         .map(|x| IpAddr::V4(Ipv4Addr::from(x)))
-        .chain(probes(&v6).into_iter().map(|x| IpAddr::V6(Ipv6Addr::from(x))))
+        .chain(
+            probes(&v6)
+                .into_iter()
+                .map(|x| IpAddr::V6(Ipv6Addr::from(x))),
+        )
         .collect()
 }
 
-/// 1000 random address sets: `cidrs_v4`/`cidrs_v6` are sorted, disjoint,
+/// 2000 random address sets: `cidrs_v4`/`cidrs_v6` are sorted, disjoint,
 /// network-aligned prefixes covering exactly the set (checked as interval
 /// sets and by membership at every boundary ±1 of the set and of each
 /// prefix), with no two neighbours that merge into their supernet; the
 /// readable `range_strings` parse back to the same set.
 #[test]
-fn addr_set_cidrs_cover_exactly_1000() {
-    run("addr_set_cidrs_cover_exactly", 1000, addr_set(), |s, checks| {
-        let v4 = s.cidrs_v4();
-        let v6 = s.cidrs_v6();
-        let cover4 = IntervalSet::from_ranges(v4.iter().map(|n| (u32::from(n.network()), u32::from(n.broadcast()))));
-        let cover6 = IntervalSet::from_ranges(v6.iter().map(|n| (u128::from(n.network()), u128::from(n.broadcast()))));
-        prop_assert_eq!(&cover4, &s.v4);
-        prop_assert_eq!(&cover6, &s.v6);
-        for w in v4.windows(2) {
-            prop_assert!(w[0].broadcast() < w[1].network(), "IPv4 prefixes out of order or overlapping: {:?}", v4);
-            prop_assert!(
-                !(w[0].prefix_len() == w[1].prefix_len() && w[0].prefix_len() > 0 && w[0].supernet() == w[1].supernet()),
-                "IPv4 cover not minimal: {} and {} merge",
-                w[0],
-                w[1]
+fn addr_set_cidrs_cover_exactly_2000() {
+    run(
+        "addr_set_cidrs_cover_exactly",
+        2000,
+        addr_set(),
+        |s, checks| {
+            let v4 = s.cidrs_v4();
+            let v6 = s.cidrs_v6();
+            let cover4 = IntervalSet::from_ranges(
+                v4.iter()
+                    .map(|n| (u32::from(n.network()), u32::from(n.broadcast()))),
             );
-        }
-        for w in v6.windows(2) {
-            prop_assert!(w[0].broadcast() < w[1].network(), "IPv6 prefixes out of order or overlapping: {:?}", v6);
-            prop_assert!(
-                !(w[0].prefix_len() == w[1].prefix_len() && w[0].prefix_len() > 0 && w[0].supernet() == w[1].supernet()),
-                "IPv6 cover not minimal: {} and {} merge",
-                w[0],
-                w[1]
+            let cover6 = IntervalSet::from_ranges(
+                v6.iter()
+                    .map(|n| (u128::from(n.network()), u128::from(n.broadcast()))),
             );
-        }
-        for n in &v4 {
-            prop_assert_eq!(n.addr(), n.network(), "host bits set in {}", n);
-        }
-        for n in &v6 {
-            prop_assert_eq!(n.addr(), n.network(), "host bits set in {}", n);
-        }
-        let mut probe_list = addr_probes(&[&s]);
-        for n in &v4 {
-            for x in [u32::from(n.network()), u32::from(n.broadcast())] {
-                probe_list.extend([x.checked_sub(1), Some(x), x.checked_add(1)].into_iter().flatten().map(|x| IpAddr::V4(x.into())));
+            prop_assert_eq!(&cover4, &s.v4);
+            prop_assert_eq!(&cover6, &s.v6);
+            for w in v4.windows(2) {
+                prop_assert!(
+                    w[0].broadcast() < w[1].network(),
+                    "IPv4 prefixes out of order or overlapping: {:?}",
+                    v4
+                );
+                prop_assert!(
+                    !(w[0].prefix_len() == w[1].prefix_len()
+                        && w[0].prefix_len() > 0
+                        && w[0].supernet() == w[1].supernet()),
+                    "IPv4 cover not minimal: {} and {} merge",
+                    w[0],
+                    w[1]
+                );
             }
-        }
-        for n in &v6 {
-            for x in [u128::from(n.network()), u128::from(n.broadcast())] {
-                probe_list.extend([x.checked_sub(1), Some(x), x.checked_add(1)].into_iter().flatten().map(|x| IpAddr::V6(x.into())));
+            for w in v6.windows(2) {
+                prop_assert!(
+                    w[0].broadcast() < w[1].network(),
+                    "IPv6 prefixes out of order or overlapping: {:?}",
+                    v6
+                );
+                prop_assert!(
+                    !(w[0].prefix_len() == w[1].prefix_len()
+                        && w[0].prefix_len() > 0
+                        && w[0].supernet() == w[1].supernet()),
+                    "IPv6 cover not minimal: {} and {} merge",
+                    w[0],
+                    w[1]
+                );
             }
-        }
-        for a in probe_list {
-            let in_cover = match a {
-                IpAddr::V4(a) => v4.iter().any(|n| n.contains(&a)),
-                IpAddr::V6(a) => v6.iter().any(|n| n.contains(&a)),
-            };
-            prop_assert_eq!(in_cover, s.contains(a), "CIDR cover membership of {}", a);
-            bump(checks);
-        }
-        let mut back = AddrSet::default();
-        for r in s.range_strings() {
-            back.add(&parse_addr_entry(&r).map_err(|e| TestCaseError::fail(format!("range string {r:?}: {}", e.0)))?);
-        }
-        prop_assert_eq!(&back, &s, "range_strings do not parse back to the set");
-        Ok(())
-    });
+            for n in &v4 {
+                prop_assert_eq!(n.addr(), n.network(), "host bits set in {}", n);
+            }
+            for n in &v6 {
+                prop_assert_eq!(n.addr(), n.network(), "host bits set in {}", n);
+            }
+            let mut probe_list = addr_probes(&[&s]);
+            for n in &v4 {
+                for x in [u32::from(n.network()), u32::from(n.broadcast())] {
+                    probe_list.extend(
+                        [x.checked_sub(1), Some(x), x.checked_add(1)]
+                            .into_iter()
+                            .flatten()
+                            .map(|x| IpAddr::V4(x.into())),
+                    );
+                }
+            }
+            for n in &v6 {
+                for x in [u128::from(n.network()), u128::from(n.broadcast())] {
+                    probe_list.extend(
+                        [x.checked_sub(1), Some(x), x.checked_add(1)]
+                            .into_iter()
+                            .flatten()
+                            .map(|x| IpAddr::V6(x.into())),
+                    );
+                }
+            }
+            for a in probe_list {
+                let in_cover = match a {
+                    IpAddr::V4(a) => v4.iter().any(|n| n.contains(&a)),
+                    IpAddr::V6(a) => v6.iter().any(|n| n.contains(&a)),
+                };
+                prop_assert_eq!(in_cover, s.contains(a), "CIDR cover membership of {}", a);
+                bump(checks);
+            }
+            let mut back = AddrSet::default();
+            for r in s.range_strings() {
+                back.add(
+                    &parse_addr_entry(&r)
+                        .map_err(|e| TestCaseError::fail(format!("range string {r:?}: {}", e.0)))?,
+                );
+            }
+            prop_assert_eq!(&back, &s, "range_strings do not parse back to the set");
+            Ok(())
+        },
+    );
 }
 
-/// 1000 random pairs of address sets: `AddrSet` union, intersection,
+/// 2000 random pairs of address sets: `AddrSet` union, intersection,
 /// difference, complement (`any − a`), subset and intersects are exact in
 /// both families at every boundary ±1.
 #[test]
-fn addr_set_algebra_1000() {
-    run("addr_set_algebra", 1000, (addr_set(), addr_set()), |(a, b), checks| {
-        let (u, i, d, na) = (a.union(&b), a.intersect(&b), a.difference(&b), AddrSet::any().difference(&a));
-        for x in addr_probes(&[&a, &b]) {
-            let (ia, ib) = (a.contains(x), b.contains(x));
-            prop_assert_eq!(u.contains(x), ia || ib, "union at {}", x);
-            prop_assert_eq!(i.contains(x), ia && ib, "intersection at {}", x);
-            prop_assert_eq!(d.contains(x), ia && !ib, "difference at {}", x);
-            prop_assert_eq!(na.contains(x), !ia, "complement at {}", x);
-            bump(checks);
-        }
-        prop_assert_eq!(a.is_subset(&b), u == b);
-        prop_assert_eq!(a.intersects(&b), !i.is_empty());
-        prop_assert_eq!(&AddrSet::any().difference(&na), &a);
-        prop_assert_eq!(a.is_any(), na.is_empty());
-        for fam in microseg_core::addr::Family::BOTH {
-            prop_assert_eq!(a.only(fam).union(&a.only(if fam == microseg_core::addr::Family::V4 {
-                microseg_core::addr::Family::V6
+fn addr_set_algebra_2000() {
+    run(
+        "addr_set_algebra",
+        2000,
+        (addr_set(), addr_set()),
+        |(a, b), checks| {
+            let (u, i, d, na) = (
+                a.union(&b),
+                a.intersect(&b),
+                a.difference(&b),
+                AddrSet::any().difference(&a),
+            );
+            for x in addr_probes(&[&a, &b]) {
+                let (ia, ib) = (a.contains(x), b.contains(x));
+                prop_assert_eq!(u.contains(x), ia || ib, "union at {}", x);
+                prop_assert_eq!(i.contains(x), ia && ib, "intersection at {}", x);
+                prop_assert_eq!(d.contains(x), ia && !ib, "difference at {}", x);
+                prop_assert_eq!(na.contains(x), !ia, "complement at {}", x);
+                bump(checks);
+            }
+            prop_assert_eq!(a.is_subset(&b), u == b);
+            prop_assert_eq!(a.intersects(&b), !i.is_empty());
+            prop_assert_eq!(&AddrSet::any().difference(&na), &a);
+            prop_assert_eq!(a.is_any(), na.is_empty());
+            for fam in microseg_core::addr::Family::BOTH {
+                prop_assert_eq!(
+                    a.only(fam)
+                        .union(&a.only(if fam == microseg_core::addr::Family::V4 {
+                            microseg_core::addr::Family::V6
+                        } else {
+                            microseg_core::addr::Family::V4
+                        })),
+                    a.clone()
+                );
+            }
+            if let Some(e) = a.example() {
+                prop_assert!(a.contains(e));
             } else {
-                microseg_core::addr::Family::V4
-            })), a.clone());
-        }
-        if let Some(e) = a.example() {
-            prop_assert!(a.contains(e));
-        } else {
-            prop_assert!(a.is_empty());
-        }
-        Ok(())
-    });
+                prop_assert!(a.is_empty());
+            }
+            Ok(())
+        },
+    );
 }
 
-/// 1000 random port lists: a port set's canonical `specs()` add back to the
+/// 2000 random port lists: a port set's canonical `specs()` add back to the
 /// same set, and membership is exact at every range end ±1.
 #[test]
-fn port_set_specs_round_trip_1000() {
-    run("port_set_specs_round_trip", 1000, vec(tg::port_spec(), 0..6), |specs, checks| {
-        let mut s = PortSet::default();
-        for spec in &specs {
-            s.add_spec(spec).map_err(TestCaseError::fail)?;
-        }
-        let mut back = PortSet::default();
-        for spec in s.specs() {
-            back.add_spec(&spec).map_err(TestCaseError::fail)?;
-        }
-        prop_assert_eq!(&back, &s);
-        for spec in &specs {
-            let mut one = PortSet::default();
-            one.add_spec(spec).map_err(TestCaseError::fail)?;
-            prop_assert!(one.is_subset(&s), "{} not in {}", spec, s);
-            for &(lo, hi) in one.tcp.ranges() {
-                for p in [lo.checked_sub(1), Some(lo), Some(hi), hi.checked_add(1)].into_iter().flatten().filter(|&p| p > 0) {
-                    let want = specs.iter().any(|sp| {
-                        let mut o = PortSet::default();
-                        o.add_spec(sp).is_ok() && o.contains(Proto::Tcp(p))
-                    });
-                    prop_assert_eq!(s.contains(Proto::Tcp(p)), want, "tcp/{} in {}", p, s);
-                    bump(checks);
+fn port_set_specs_round_trip_2000() {
+    run(
+        "port_set_specs_round_trip",
+        2000,
+        vec(tg::port_spec(), 0..6),
+        |specs, checks| {
+            let mut s = PortSet::default();
+            for spec in &specs {
+                s.add_spec(spec).map_err(TestCaseError::fail)?;
+            }
+            let mut back = PortSet::default();
+            for spec in s.specs() {
+                back.add_spec(&spec).map_err(TestCaseError::fail)?;
+            }
+            prop_assert_eq!(&back, &s);
+            for spec in &specs {
+                let mut one = PortSet::default();
+                one.add_spec(spec).map_err(TestCaseError::fail)?;
+                prop_assert!(one.is_subset(&s), "{} not in {}", spec, s);
+                for &(lo, hi) in one.tcp.ranges() {
+                    for p in [lo.checked_sub(1), Some(lo), Some(hi), hi.checked_add(1)]
+                        .into_iter()
+                        .flatten()
+                        .filter(|&p| p > 0)
+                    {
+                        let want = specs.iter().any(|sp| {
+                            let mut o = PortSet::default();
+                            o.add_spec(sp).is_ok() && o.contains(Proto::Tcp(p))
+                        });
+                        prop_assert_eq!(s.contains(Proto::Tcp(p)), want, "tcp/{} in {}", p, s);
+                        bump(checks);
+                    }
                 }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -534,34 +722,55 @@ fn same_model(a: &Policy, b: &Policy) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// 400 random documents: `PolicyDoc` → `to_toml()` → parse (serde, and the
-/// policy loader) gives the same `PolicyDoc`; likewise through `to_json()`;
+/// 1000 random documents: `PolicyDoc` → `to_toml()` → parse (serde, and the
+/// policy loader) gives the same `PolicyDoc`; likewise through `to_json()`
+/// (read as JSON and as YAML);
 /// the policies read back have the same model and take the same decisions
 /// (verdicts and reasons) on 32 boundary-biased connections.
 #[test]
-fn doc_round_trips_through_toml_and_json_400() {
+fn doc_round_trips_through_toml_and_json_1000() {
     let strategy = tg::policy_doc().prop_flat_map(|doc| {
         let p = Policy::from_doc(doc.clone()).expect("generated documents are valid");
         (Just(doc), vec(tg::connection(&p), 32))
     });
-    run("doc_round_trips_through_toml_and_json", 400, strategy, |(doc, conns), checks| {
-        let original = Policy::from_doc(doc.clone()).map_err(|e| TestCaseError::fail(format!("invalid: {e}")))?;
-        prop_assert_eq!(&original.doc, &doc, "from_doc changed the document");
-        let toml_text = doc.to_toml();
-        let json_text = doc.to_json();
-        let via_serde: PolicyDoc = toml::from_str(&toml_text).map_err(|e| TestCaseError::fail(format!("TOML back: {e}\n{toml_text}")))?;
-        prop_assert_eq!(&via_serde, &doc, "TOML serde round trip\n{}", toml_text);
-        let via_serde: PolicyDoc = serde_json::from_str(&json_text).map_err(|e| TestCaseError::fail(format!("JSON back: {e}\n{json_text}")))?;
-        prop_assert_eq!(&via_serde, &doc, "JSON serde round trip\n{}", json_text);
-        for (text, format) in [(&toml_text, Format::Toml), (&json_text, Format::Json)] {
-            let back = Policy::from_str_as(text, format, None)
-                .map_err(|e| TestCaseError::fail(format!("{format} does not load back: {e}\n{text}")))?;
-            same_model(&original, &back)?;
-            for c in &conns {
-                prop_assert_eq!(original.decide(c), back.decide(c), "{} after the {} round trip", c, format);
-                bump(checks);
+    run(
+        "doc_round_trips_through_toml_and_json",
+        1000,
+        strategy,
+        |(doc, conns), checks| {
+            let original = Policy::from_doc(doc.clone())
+                .map_err(|e| TestCaseError::fail(format!("invalid: {e}")))?;
+            prop_assert_eq!(&original.doc, &doc, "from_doc changed the document");
+            let toml_text = doc.to_toml();
+            let json_text = doc.to_json();
+            let via_serde: PolicyDoc = toml::from_str(&toml_text)
+                .map_err(|e| TestCaseError::fail(format!("TOML back: {e}\n{toml_text}")))?;
+            prop_assert_eq!(&via_serde, &doc, "TOML serde round trip\n{}", toml_text);
+            let via_serde: PolicyDoc = serde_json::from_str(&json_text)
+                .map_err(|e| TestCaseError::fail(format!("JSON back: {e}\n{json_text}")))?;
+            prop_assert_eq!(&via_serde, &doc, "JSON serde round trip\n{}", json_text);
+            // JSON is YAML too: the YAML reader must agree.
+            for (text, format) in [
+                (&toml_text, Format::Toml),
+                (&json_text, Format::Json),
+                (&json_text, Format::Yaml),
+            ] {
+                let back = Policy::from_str_as(text, format, None).map_err(|e| {
+                    TestCaseError::fail(format!("{format} does not load back: {e}\n{text}"))
+                })?;
+                same_model(&original, &back)?;
+                for c in &conns {
+                    prop_assert_eq!(
+                        original.decide(c),
+                        back.decide(c),
+                        "{} after the {} round trip",
+                        c,
+                        format
+                    );
+                    bump(checks);
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }

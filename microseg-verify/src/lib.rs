@@ -160,8 +160,16 @@ pub fn plan_hosts(policy: &Policy) -> Result<Vec<TestHost>, VerifyError> {
             .iter()
             .find(|a| policy.managed.contains(**a))
             .map(|a| Target::Host(*a));
-        let addrs = if target.is_some() { vec![addrs[0]] } else { addrs };
-        hosts.push(TestHost { name: g, addrs, target });
+        let addrs = if target.is_some() {
+            vec![addrs[0]]
+        } else {
+            addrs
+        };
+        hosts.push(TestHost {
+            name: g,
+            addrs,
+            target,
+        });
     }
     // The outside world: documentation addresses in no group or role.
     let named = policy
@@ -169,7 +177,13 @@ pub fn plan_hosts(policy: &Policy) -> Result<Vec<TestHost>, VerifyError> {
         .values()
         .fold(policy.managed.clone(), |acc, g| acc.union(g));
     let mut doc = AddrSet::default();
-    for e in ["203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8:ffff:ffff::/64", "2001:db8::/32"] {
+    for e in [
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+        "192.0.2.0/24",
+        "2001:db8:ffff:ffff::/64",
+        "2001:db8::/32",
+    ] {
         doc.add(&microseg_core::addr::parse_addr_entry(e).expect("valid"));
     }
     let outside = doc.difference(&named);
@@ -182,7 +196,9 @@ pub fn plan_hosts(policy: &Policy) -> Result<Vec<TestHost>, VerifyError> {
         });
     }
     if hosts.iter().filter(|h| h.target.is_some()).count() == 0 {
-        return Err(VerifyError::Nothing("the policy has no role with hosts to test".into()));
+        return Err(VerifyError::Nothing(
+            "the policy has no role with hosts to test".into(),
+        ));
     }
     Ok(hosts)
 }
@@ -212,7 +228,9 @@ pub fn plan_ports(policy: &Policy) -> Vec<Proto> {
         .iter()
         .map(|f| &f.ports)
         .chain(policy.roles.values().map(|r| &r.egress))
-        .fold(microseg_core::ports::PortSet::default(), |acc, p| acc.union(p));
+        .fold(microseg_core::ports::PortSet::default(), |acc, p| {
+            acc.union(p)
+        });
     for (tcp, candidates) in [(true, [9u16, 7777]), (false, [9u16, 7777])] {
         for c in candidates {
             let p = if tcp { Proto::Tcp(c) } else { Proto::Udp(c) };
@@ -277,7 +295,10 @@ impl Report {
             };
             let _ = writeln!(out, "  {:<10} {:<40} {what}", h.name, addrs.join(" "));
         }
-        let _ = writeln!(out, "\nfrom       to         allowed (observed; ✗ = expected≠observed)");
+        let _ = writeln!(
+            out,
+            "\nfrom       to         allowed (observed; ✗ = expected≠observed)"
+        );
         for a in &self.hosts {
             for b in &self.hosts {
                 if a.name == b.name {
@@ -294,7 +315,11 @@ impl Report {
                 let mut allowed: Vec<String> = Vec::new();
                 let mut bad: Vec<String> = Vec::new();
                 for p in &cells {
-                    let fam = if p.connection.dst.is_ipv6() { "[v6]" } else { "" };
+                    let fam = if p.connection.dst.is_ipv6() {
+                        "[v6]"
+                    } else {
+                        ""
+                    };
                     if p.observed == Verdict::Accept {
                         allowed.push(format!("{}{fam}", p.connection.proto));
                     }
@@ -308,7 +333,11 @@ impl Report {
                     }
                 }
                 allowed.dedup();
-                let shown = if allowed.is_empty() { "-".to_string() } else { allowed.join(" ") };
+                let shown = if allowed.is_empty() {
+                    "-".to_string()
+                } else {
+                    allowed.join(" ")
+                };
                 let _ = writeln!(out, "{:<10} {:<10} {shown}", a.name, b.name);
                 for m in bad {
                     let _ = writeln!(out, "{:<21}{m}", "");
@@ -407,7 +436,8 @@ pub fn verify(policy: &Policy, installer: &dyn Installer) -> Result<Report, Veri
                 .sender
                 .as_ref()
                 .is_some_and(|s| s.verdict != Verdict::Accept);
-            let exact = matches!(c.proto, Proto::Tcp(_)) || (matches!(c.proto, Proto::Udp(_)) && !sender_denies);
+            let exact = matches!(c.proto, Proto::Tcp(_))
+                || (matches!(c.proto, Proto::Udp(_)) && !sender_denies);
             let ok = if exact {
                 expected == observed
             } else {
@@ -424,5 +454,8 @@ pub fn verify(policy: &Policy, installer: &dyn Installer) -> Result<Report, Veri
         })
         .collect();
     drop(lab);
-    Ok(Report { hosts, probes: results })
+    Ok(Report {
+        hosts,
+        probes: results,
+    })
 }
