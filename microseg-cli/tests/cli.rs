@@ -343,13 +343,23 @@ fn diff_reports_exact_classes_with_examples() {
     let new = dir.join("new.toml");
     std::fs::write(
         &new,
-        text.replace("services = [\"postgres\", \"mysql\"]", "services = [\"postgres\"]")
-            .replace("backup = [\"10.10.2.50\"]", "backup = [\"10.10.2.50\", \"10.10.2.51\"]"),
+        text.replace(
+            "services = [\"postgres\", \"mysql\"]",
+            "services = [\"postgres\"]",
+        )
+        .replace(
+            "backup = [\"10.10.2.50\"]",
+            "backup = [\"10.10.2.50\", \"10.10.2.51\"]",
+        ),
     )
     .unwrap();
     let out = run(&["diff", &old, new.to_str().unwrap(), "--json", "--exit-code"]);
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(out.status.code(), Some(1), "--exit-code: 1 when they differ");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--exit-code: 1 when they differ"
+    );
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let changes = d["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{d:#}");
@@ -364,7 +374,15 @@ fn diff_reports_exact_classes_with_examples() {
         let src = ex["src"].as_str().unwrap();
         let dst = ex["dst"].as_str().unwrap();
         let before = query(&old, src, dst, &port)["verdict"].clone();
-        assert_ne!(before, serde_json::json!(if c["new"] == "accept" { "allow" } else { "deny" }), "{c}");
+        assert_ne!(
+            before,
+            serde_json::json!(if c["new"] == "accept" {
+                "allow"
+            } else {
+                "deny"
+            }),
+            "{c}"
+        );
     }
     let same = run(&["diff", &old, &old, "--exit-code"]);
     assert_eq!(same.status.code(), Some(0));
