@@ -624,11 +624,11 @@ fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
     if let Some(prefix) = &s.prefix {
         let bad = prefix
             .chars()
-            .find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$');
+            .find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$' || *c == '=');
         if let Some(c) = bad {
             cx.err(
                 cx.at(&format!("{p}.prefix")),
-                format!("log prefix contains {c:?}: use printable ASCII without quotes, backslashes or '$'"),
+                format!("log prefix contains {c:?}: use printable ASCII without quotes, backslashes, '$' or '=' (every backend must carry it)"),
             );
         } else if prefix.len() > LOG_PREFIX_MAX {
             cx.err(
@@ -709,5 +709,9 @@ pub fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
         "day" | "d" => RateUnit::Day,
         _ => return Err(err()),
     };
+    if n == 1 && unit == RateUnit::Day {
+        // firewalld (and iptables-era limits) refuse 1/day.
+        return Err(format!("log rate \"{s}\" is too slow for the firewalld backend: use 2/day or more"));
+    }
     Ok((n, unit))
 }

@@ -474,7 +474,7 @@ fn log_doc() -> BoxedStrategy<LogDoc> {
         1 => any::<bool>().prop_map(LogDoc::Switch),
         2 => (
             prop::option::of(
-                select(&["microseg-drop", "drop: ", "x", "!#%&'()*+,-./:;<=>?@[]^_`{|}~"][..])
+                select(&["microseg-drop", "drop: ", "x", "!#%&'()*+,-./:;<>?@[]^_`{|}~"][..])
                     .prop_map(String::from)
             ),
             prop::option::of(select(&["10/second", "5/minute", "1/hour", "100/day"][..]).prop_map(String::from)),
