@@ -136,6 +136,79 @@ impl State {
             .flatten()
             .find_map(|z| names::parse_marker(&z.description).and_then(|m| m.previous_default_zone))
     }
+
+    /// The state an apply of `desired` leaves, as [`FirewalldBackend::snapshot`]
+    /// reads it back — except for what depends on what was there before (the
+    /// previous default zone in the zone's marker, interfaces and sources bound
+    /// to the zone), which [`State::drift`] does not compare. What a host
+    /// records as applied, to measure drift against later.
+    ///
+    /// ```
+    /// # use backend_firewalld::{FirewalldRenderer, State};
+    /// # use microseg_core::backend::Renderer;
+    /// # use microseg_core::{Policy, document::Format, ir::{compile, Target}};
+    /// # let p = Policy::from_str_as(include_str!("../../examples/three-tier.toml"), Format::Toml, None).unwrap();
+    /// let desired = FirewalldRenderer.render(&compile(&p, &Target::Role("db".into())).unwrap()).unwrap();
+    /// let expected = State::expected(&desired);
+    /// assert_eq!(expected.default_zone, "microseg");
+    /// assert_eq!(expected.permanent, expected.runtime);
+    /// assert!(expected.drift(&expected).is_empty());
+    /// ```
+    pub fn expected(desired: &FirewalldConfig) -> State {
+        let table = &desired.table;
+        let objects = goal_objects(desired, names::description(table, None), None);
+        State {
+            table: table.clone(),
+            default_zone: names::zone(table),
+            permanent: objects.clone(),
+            runtime: objects,
+            foreign: Vec::new(),
+        }
+    }
+
+    /// What differs between `self` (what should be installed, e.g. from
+    /// [`State::expected`] or a snapshot) and `current`: the changes an apply
+    /// would make to put it back, permanent configuration, runtime and default
+    /// zone alike. Empty: no drift. The previous default zone recorded in the
+    /// zone's marker and the zone's interface and source bindings are not
+    /// compared (an apply keeps them).
+    ///
+    /// ```
+    /// # use backend_firewalld::{FirewalldRenderer, State, Change};
+    /// # use microseg_core::backend::Renderer;
+    /// # use microseg_core::{Policy, document::Format, ir::{compile, Target}};
+    /// # let p = Policy::from_str_as(include_str!("../../examples/three-tier.toml"), Format::Toml, None).unwrap();
+    /// # let desired = FirewalldRenderer.render(&compile(&p, &Target::Role("db".into())).unwrap()).unwrap();
+    /// let expected = State::expected(&desired);
+    /// let mut current = expected.clone();
+    /// current.default_zone = "public".into();
+    /// current.runtime.zone.as_mut().unwrap().rich_rules.push("rule added by hand".into());
+    /// let drift = expected.drift(&current);
+    /// assert!(drift.iter().any(|c| matches!(c, Change::DefaultZone { .. })));
+    /// assert!(drift.iter().any(|c| matches!(c, Change::Runtime { .. })));
+    /// ```
+    pub fn drift(&self, current: &State) -> Vec<Change> {
+        let mut want = self.clone();
+        let marker_table = |z: &ZoneSettings| names::parse_marker(&z.description).map(|m| m.table);
+        for (w, c) in [
+            (&mut want.permanent.zone, &current.permanent.zone),
+            (&mut want.runtime.zone, &current.runtime.zone),
+        ] {
+            if let (Some(w), Some(c)) = (w.as_mut(), c) {
+                if marker_table(w).is_some() && marker_table(w) == marker_table(c) {
+                    w.description = c.description.clone();
+                    w.interfaces = c.interfaces.clone();
+                    w.sources = c.sources.clone();
+                }
+            }
+        }
+        let goal = Goal {
+            permanent: want.permanent,
+            runtime: want.runtime,
+            default_zone: want.default_zone,
+        };
+        transition(current.clone(), &goal).changes
+    }
 }
 
 /// One change of a plan (what `--dry-run` shows and an apply reports).
@@ -615,6 +688,16 @@ impl FirewalldBackend {
         self
     }
 
+    /// The table fixed by [`with_table`](Self::with_table), if any.
+    ///
+    /// ```no_run
+    /// let fw = backend_firewalld::FirewalldBackend::connect(None).unwrap().with_table("msdual");
+    /// assert_eq!(fw.fixed_table(), Some("msdual"));
+    /// ```
+    pub fn fixed_table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+
     /// The bus address in use.
     ///
     /// ```no_run
@@ -799,20 +882,11 @@ impl FirewalldBackend {
         let previous = current
             .previous_default_zone()
             .or_else(|| Some(current.default_zone.clone()).filter(|z| *z != zone_name));
-        let zone = ZoneSettings::from_object(
-            &desired.zone,
+        let objects = goal_objects(
+            desired,
             names::description(table, previous.as_deref()),
             current.permanent.zone.as_ref(),
         );
-        let objects = Objects {
-            zone: Some(zone),
-            policy: Some(PolicySettings::from_object(&desired.policy)),
-            ipsets: desired
-                .ipsets
-                .iter()
-                .map(|s| (s.name.clone(), IpsetSettings::from_object(s)))
-                .collect(),
-        };
         let goal = Goal {
             runtime: objects.clone(),
             permanent: objects,
@@ -1069,6 +1143,28 @@ impl FirewalldBackend {
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// The objects `desired` becomes, with the zone's `description`; interfaces
+/// and sources bound to the zone are kept from `current_zone`.
+fn goal_objects(
+    desired: &FirewalldConfig,
+    description: String,
+    current_zone: Option<&ZoneSettings>,
+) -> Objects {
+    Objects {
+        zone: Some(ZoneSettings::from_object(
+            &desired.zone,
+            description,
+            current_zone,
+        )),
+        policy: Some(PolicySettings::from_object(&desired.policy)),
+        ipsets: desired
+            .ipsets
+            .iter()
+            .map(|s| (s.name.clone(), IpsetSettings::from_object(s)))
+            .collect(),
     }
 }
 

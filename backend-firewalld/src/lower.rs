@@ -808,14 +808,21 @@ ports = [\"tcp/1\"]
 
     #[test]
     fn what_firewalld_cannot_say_is_an_error() {
-        let eq = format!("{BASE}\n[baseline.log]\nprefix = \"a=b\"\n");
+        // `check` rejects both in a policy; the lowering refuses them too.
+        let p =
+            Policy::from_str_as(&format!("{BASE}\n[baseline.log]\n"), Format::Toml, None).unwrap();
+        let logged = compile(&p, &Target::Role("web".into())).unwrap();
+        let mut eq = logged.clone();
+        eq.log.as_mut().unwrap().prefix = "a=b".into();
         assert!(matches!(
-            render(&eq, "web"),
+            lower(&eq),
             Err(FirewalldError::Unsupported { .. })
         ));
-        let slow = format!("{BASE}\n[baseline.log]\nrate = \"1/day\"\n");
+        let mut slow = logged;
+        let spec = slow.log.as_mut().unwrap();
+        (spec.rate, spec.unit) = (1, RateUnit::Day);
         assert!(matches!(
-            render(&slow, "web"),
+            lower(&slow),
             Err(FirewalldError::Unsupported { .. })
         ));
         let burst = format!("{BASE}\n[baseline.log]\nburst = 9\n");

@@ -1,7 +1,7 @@
 //! Running `nft` with an input on stdin and its stderr kept for errors
 //! (the `nftables` crate's own helper drops nft's stderr).
 
-use crate::{to_json, to_nft_text, NftArtefact, NftError};
+use crate::{to_json_compact, to_nft_text, NftArtefact, NftError};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -124,7 +124,7 @@ impl Nft {
     /// # Ok::<(), backend_nft::NftError>(())
     /// ```
     pub fn check_json(&self, artefact: &NftArtefact) -> Result<(), NftError> {
-        self.run(&["-j", "-c", "-f", "-"], Some(&to_json(artefact)))
+        self.run(&["-j", "-c", "-f", "-"], Some(&to_json_compact(artefact)))
             .map(drop)
     }
 
@@ -148,7 +148,7 @@ impl Nft {
     /// # Ok::<(), backend_nft::NftError>(())
     /// ```
     pub fn apply_json(&self, artefact: &NftArtefact) -> Result<(), NftError> {
-        self.run(&["-j", "-f", "-"], Some(&to_json(artefact)))
+        self.run(&["-j", "-f", "-"], Some(&to_json_compact(artefact)))
             .map(drop)
     }
 

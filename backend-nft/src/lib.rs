@@ -55,6 +55,8 @@ mod exec;
 pub use microseg_core::reserved as keywords;
 mod lower;
 mod manage;
+pub mod model;
+mod optimize;
 mod state;
 mod text;
 
@@ -200,6 +202,95 @@ pub enum NftError {
         #[source]
         source: serde_json::Error,
     },
+    /// The [model](crate::model) met something outside the subset it interprets.
+    #[error("nft model: {message}")]
+    Model {
+        /// What it met.
+        message: String,
+    },
+}
+
+/// Which lowering of the IR to nftables a renderer uses.
+///
+/// ```
+/// use backend_nft::{Lowering, NftRenderer};
+/// use microseg_core::{document::Format, ir::{compile, Target}, Policy};
+/// let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\nadm = [\"10.9.0.0/24\"]\n\
+///     [roles.web]\n[[flows]]\nname = \"ssh\"\nfrom = \"adm\"\nto = \"web\"\nports = [\"tcp/22\"]\n",
+///     Format::Toml, None).unwrap();
+/// let rs = compile(&p, &Target::Role("web".into())).unwrap();
+/// let plain = Lowering::Plain.render(&rs).unwrap();
+/// let optimized = Lowering::Optimized.render(&rs).unwrap();
+/// assert!(backend_nft::to_nft_text(&plain).contains("ip saddr @adm_v4 tcp dport 22"));
+/// let text = backend_nft::to_nft_text(&optimized);
+/// // Level 1: the source's class (here: admin, or any other IPv4 address for ICMP).
+/// assert!(text.contains("10.9.0.0/24 : jump in4_1"), "{text}");
+/// // Level 2: protocol and port, to the deciding flow's chain.
+/// assert!(text.contains("meta l4proto . th dport vmap { tcp . 22 : jump f_ssh"), "{text}");
+/// assert!(text.contains("chain f_ssh {\n\t\t# flow:ssh\n\t\tcounter accept comment \"flow:ssh\""), "{text}");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Lowering {
+    /// One nft rule per IR rule, with named address sets ([`NftRenderer`]):
+    /// address changes apply as set element deltas.
+    #[default]
+    Plain,
+    /// Verdict maps over an exact partition ([`NftOptimizedRenderer`]): a
+    /// bounded number of rules and lookups per new connection, whatever the
+    /// number of flows and addresses; any change replaces the table.
+    Optimized,
+}
+
+impl Lowering {
+    /// Renders a ruleset with this lowering.
+    ///
+    /// ```
+    /// # use backend_nft::Lowering;
+    /// # use microseg_core::{document::Format, ir::{compile, Target}, Policy};
+    /// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+    /// let a = Lowering::Optimized.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+    /// assert_eq!(a.table(), "microseg");
+    /// ```
+    pub fn render(self, ruleset: &HostRuleset) -> Result<NftArtefact, NftError> {
+        match self {
+            Lowering::Plain => NftRenderer.render(ruleset),
+            Lowering::Optimized => NftOptimizedRenderer.render(ruleset),
+        }
+    }
+}
+
+/// Renders a [`HostRuleset`] with the optimised lowering (pure): per chain
+/// and family one verdict-map lookup of the remote address, one of the
+/// protocol and port (and the host's own address where it matters), then a
+/// jump to the deciding flow's chain, which counts and decides. See
+/// [`Lowering::Optimized`].
+///
+/// ```
+/// use backend_nft::NftOptimizedRenderer;
+/// use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+/// let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n",
+///     Format::Toml, None).unwrap();
+/// let a = NftOptimizedRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+/// // The flows' (here: the baseline's) chains keep their comments and counters.
+/// assert!(a.rule_comments().contains(&"baseline:egress".to_string()));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NftOptimizedRenderer;
+
+impl Renderer for NftOptimizedRenderer {
+    type Artefact = NftArtefact;
+    type Error = NftError;
+
+    fn render(&self, ruleset: &HostRuleset) -> Result<NftArtefact, NftError> {
+        let objects = optimize::lower(ruleset)?;
+        Ok(NftArtefact {
+            table: ruleset.table.clone(),
+            target: ruleset.target.clone(),
+            document: Nftables {
+                objects: Cow::Owned(objects),
+            },
+        })
+    }
 }
 
 /// Renders a [`HostRuleset`] to an [`NftArtefact`] (pure: touches no system).
@@ -387,6 +478,25 @@ pub fn to_json(artefact: &NftArtefact) -> String {
     // The schema types are plain structs, enums and strings: serialising cannot fail.
     serde_json::to_string_pretty(&artefact.document)
         .expect("nftables schema types serialise to JSON")
+}
+
+/// The same JSON without indentation: what [`Nft::apply_json`],
+/// [`Nft::check_json`] and [`NftBackend`] hand to `nft -j -f -` (smaller,
+/// faster to write and for nft to read).
+///
+/// ```
+/// # use backend_nft::NftRenderer;
+/// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+/// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+/// let a = NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+/// let compact = backend_nft::to_json_compact(&a);
+/// assert!(!compact.contains('\n'));
+/// let (x, y): (serde_json::Value, serde_json::Value) =
+///     (serde_json::from_str(&compact).unwrap(), serde_json::from_str(&backend_nft::to_json(&a)).unwrap());
+/// assert_eq!(x, y);
+/// ```
+pub fn to_json_compact(artefact: &NftArtefact) -> String {
+    serde_json::to_string(&artefact.document).expect("nftables schema types serialise to JSON")
 }
 
 /// The artefact as an nft script, the input of `nft -f -`: the same

@@ -29,14 +29,14 @@ pub(crate) const ICMPV6_INFRA: [&str; 5] = [
 
 /// A base chain of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chain {
+pub(crate) enum Chain {
     Input,
     Output,
     Forward,
 }
 
 impl Chain {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Chain::Input => CHAIN_INPUT,
             Chain::Output => CHAIN_OUTPUT,
@@ -60,18 +60,7 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
         rs,
         log: effective_log(rs)?,
     };
-    let table = || schema::Table {
-        family: NfFamily::INet,
-        name: Cow::Owned(rs.table.clone()),
-        handle: None,
-    };
-    // nft 1.0.6 has no `destroy`: add (a no-op if it exists) + delete + add,
-    // all in one transaction, replaces the policy's table and nothing else.
-    let mut out = vec![
-        NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table()))),
-        NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table()))),
-        NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table()))),
-    ];
+    let mut out = table_commands(&rs.table);
     for set in rs.sets.values() {
         out.push(add(NfListObject::Set(Box::new(lw.set(set)?))));
     }
@@ -96,11 +85,27 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
     Ok(out)
 }
 
-fn add(obj: NfListObject<'static>) -> NfObject<'static> {
+/// `add table` + `delete table` + `add table`: nft 1.0.6 has no `destroy`,
+/// and add (a no-op if it exists) + delete + add, all in one transaction,
+/// replaces the policy's table and nothing else.
+pub(crate) fn table_commands(name: &str) -> Vec<NfObject<'static>> {
+    let table = || schema::Table {
+        family: NfFamily::INet,
+        name: Cow::Owned(name.to_string()),
+        handle: None,
+    };
+    vec![
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table()))),
+        NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table()))),
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table()))),
+    ]
+}
+
+pub(crate) fn add(obj: NfListObject<'static>) -> NfObject<'static> {
     NfObject::CmdObject(NfCmd::Add(obj))
 }
 
-fn check_table_name(name: &str) -> Result<(), NftError> {
+pub(crate) fn check_table_name(name: &str) -> Result<(), NftError> {
     let ok_chars = name.chars().enumerate().all(|(i, c)| {
         c.is_ascii_alphabetic() || (i > 0 && (c.is_ascii_digit() || c == '-' || c == '_'))
     });
@@ -112,7 +117,7 @@ fn check_table_name(name: &str) -> Result<(), NftError> {
 
 /// The log settings flagged rules use: the baseline's, or the core's
 /// defaults when the baseline turned drop logging off.
-fn effective_log(rs: &HostRuleset) -> Result<LogSpec, NftError> {
+pub(crate) fn effective_log(rs: &HostRuleset) -> Result<LogSpec, NftError> {
     let log = rs.log.clone().unwrap_or_else(|| LogSpec {
         prefix: rs.table.clone(),
         rate: 10,
@@ -158,11 +163,11 @@ fn log_level(level: &str) -> Result<LogLevel, NftError> {
 
 // ---- expression helpers ---------------------------------------------------
 
-fn string(s: impl Into<String>) -> Expression<'static> {
+pub(crate) fn string(s: impl Into<String>) -> Expression<'static> {
     Expression::String(Cow::Owned(s.into()))
 }
 
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+pub(crate) fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
             protocol: Cow::Borrowed(protocol),
@@ -171,11 +176,11 @@ fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     )))
 }
 
-fn meta(key: MetaKey) -> Expression<'static> {
+pub(crate) fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn match_eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+pub(crate) fn match_eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
     Statement::Match(Match {
         left,
         right,
@@ -183,12 +188,12 @@ fn match_eq(left: Expression<'static>, right: Expression<'static>) -> Statement<
     })
 }
 
-fn counter() -> Statement<'static> {
+pub(crate) fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
 
 /// One address interval: the address, the prefix if it is exactly one CIDR, else a range.
-fn interval(lo: u128, hi: u128, bits: u32, show: impl Fn(u128) -> String) -> Expression<'static> {
+pub(crate) fn interval(lo: u128, hi: u128, bits: u32, show: impl Fn(u128) -> String) -> Expression<'static> {
     if lo == hi {
         return string(show(lo));
     }
@@ -226,18 +231,18 @@ fn ports(set: &microseg_core::interval::IntervalSet<u16>) -> Expression<'static>
     }
 }
 
-struct Lowerer<'a> {
-    rs: &'a HostRuleset,
-    log: LogSpec,
+pub(crate) struct Lowerer<'a> {
+    pub(crate) rs: &'a HostRuleset,
+    pub(crate) log: LogSpec,
 }
 
 impl Lowerer<'_> {
-    fn table(&self) -> Cow<'static, str> {
+    pub(crate) fn table(&self) -> Cow<'static, str> {
         Cow::Owned(self.rs.table.clone())
     }
 
     // nft-syntax: set web_v4 { type ipv4_addr; flags interval; elements = { 10.10.1.10-10.10.1.19 } }
-    fn set(&self, set: &NamedSet) -> Result<schema::Set<'static>, NftError> {
+    pub(crate) fn set(&self, set: &NamedSet) -> Result<schema::Set<'static>, NftError> {
         let elems: Vec<Expression<'static>> = match set.family {
             Family::V4 => set
                 .addrs
@@ -281,7 +286,7 @@ impl Lowerer<'_> {
     }
 
     // nft-syntax: chain input { type filter hook input priority filter; policy drop; }
-    fn base_chain(&self, chain: Chain) -> schema::Chain<'static> {
+    pub(crate) fn base_chain(&self, chain: Chain) -> schema::Chain<'static> {
         schema::Chain {
             family: NfFamily::INet,
             table: self.table(),
@@ -302,19 +307,29 @@ impl Lowerer<'_> {
         expr: Vec<Statement<'static>>,
         comment: String,
     ) -> schema::Rule<'static> {
+        self.rule_in(Cow::Borrowed(chain.name()), expr, Some(comment))
+    }
+
+    /// A rule of any chain (base or regular), with an optional comment.
+    pub(crate) fn rule_in(
+        &self,
+        chain: Cow<'static, str>,
+        expr: Vec<Statement<'static>>,
+        comment: Option<String>,
+    ) -> schema::Rule<'static> {
         schema::Rule {
             family: NfFamily::INet,
             table: self.table(),
-            chain: Cow::Borrowed(chain.name()),
+            chain,
             expr: Cow::Owned(expr),
             handle: None,
             index: None,
-            comment: Some(Cow::Owned(comment)),
+            comment: comment.map(Cow::Owned),
         }
     }
 
     /// The rules for one IR rule: the log rule first when flagged, then the verdict rule.
-    fn rule(&self, chain: Chain, rule: &Rule) -> Result<Vec<schema::Rule<'static>>, NftError> {
+    pub(crate) fn rule(&self, chain: Chain, rule: &Rule) -> Result<Vec<schema::Rule<'static>>, NftError> {
         let label = rule.origin.label();
         let m = self.match_stmts(chain, &rule.matches, &label)?;
         let mut out = Vec::with_capacity(2);
@@ -438,7 +453,7 @@ impl Lowerer<'_> {
         Ok(out)
     }
 
-    fn limit(&self) -> Statement<'static> {
+    pub(crate) fn limit(&self) -> Statement<'static> {
         Statement::Limit(stmt::Limit {
             rate: self.log.rate,
             rate_unit: None,
@@ -449,7 +464,7 @@ impl Lowerer<'_> {
         })
     }
 
-    fn log_stmt(&self, prefix: String) -> Result<Statement<'static>, NftError> {
+    pub(crate) fn log_stmt(&self, prefix: String) -> Result<Statement<'static>, NftError> {
         let mut log = Log::new(None);
         match &self.log.target {
             LogTarget::Kernel => log.prefix = Some(Cow::Owned(prefix)),
@@ -470,7 +485,7 @@ impl Lowerer<'_> {
     }
 
     /// The end of a chain: drop logging (if on), then the counted default verdict.
-    fn chain_tail(&self, chain: Chain) -> Result<Vec<schema::Rule<'static>>, NftError> {
+    pub(crate) fn chain_tail(&self, chain: Chain) -> Result<Vec<schema::Rule<'static>>, NftError> {
         let mut out = Vec::new();
         if self.rs.log.is_some() {
             // nft-syntax: limit rate 10/second burst 5 packets log prefix "microseg input drop: " group 1
@@ -509,7 +524,7 @@ impl Lowerer<'_> {
 }
 
 /// `accept`, `drop`, `reject with tcp reset` (TCP rules) or `reject` (icmpx port-unreachable in inet).
-fn verdict(v: Verdict, tcp: bool) -> Statement<'static> {
+pub(crate) fn verdict(v: Verdict, tcp: bool) -> Statement<'static> {
     match v {
         Verdict::Accept => Statement::Accept(None),
         Verdict::Drop => Statement::Drop(None),

@@ -3,7 +3,7 @@
 //! one `nft -j -f -` transaction, restores snapshots and removes the table.
 
 use crate::state::{differences, element_text, NftDifference};
-use crate::{to_json, Nft, NftArtefact, NftError, NftRenderer, NftState};
+use crate::{to_json_compact, Lowering, Nft, NftArtefact, NftError, NftState};
 use microseg_core::backend::{Backend, Renderer};
 use microseg_core::ir::HostRuleset;
 use serde::Serialize;
@@ -32,6 +32,9 @@ pub struct NftBackend {
     pub nft: Nft,
     /// The table (family `inet`) the policy owns; nothing else is touched.
     pub table: String,
+    /// The lowering [`Renderer::render`] uses (plain unless set with
+    /// [`NftBackend::with_lowering`]).
+    pub lowering: Lowering,
 }
 
 impl NftBackend {
@@ -45,7 +48,20 @@ impl NftBackend {
         NftBackend {
             nft,
             table: table.into(),
+            lowering: Lowering::Plain,
         }
+    }
+
+    /// The same backend rendering with `lowering`.
+    ///
+    /// ```
+    /// use backend_nft::{Lowering, Nft, NftBackend};
+    /// let b = NftBackend::new(Nft::host(), "microseg").with_lowering(Lowering::Optimized);
+    /// assert_eq!(b.lowering, Lowering::Optimized);
+    /// ```
+    pub fn with_lowering(mut self, lowering: Lowering) -> NftBackend {
+        self.lowering = lowering;
+        self
     }
 
     /// What differs between an expected state and the installed one (`None`:
@@ -309,7 +325,7 @@ impl NftPlan {
                 Some(json!({ "nftables": cmds }).to_string())
             }
             NftPlan::Replace { replacement, .. } => Some(match replacement {
-                NftReplacement::Artefact(a) => to_json(a),
+                NftReplacement::Artefact(a) => to_json_compact(a),
                 NftReplacement::Snapshot(s) => s.restore_document().to_string(),
             }),
         }
@@ -367,7 +383,7 @@ impl Renderer for NftBackend {
     type Error = NftError;
 
     fn render(&self, ruleset: &HostRuleset) -> Result<NftArtefact, NftError> {
-        NftRenderer.render(ruleset)
+        self.lowering.render(ruleset)
     }
 }
 

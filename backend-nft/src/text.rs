@@ -3,7 +3,7 @@
 //! The script is printed from the same [`Nftables`] document that `nft -j`
 //! loads, so the two cannot drift apart: one lowering, two spellings.
 
-use nftables::expr::{Expression, MetaKey, NamedExpression, Payload, SetItem};
+use nftables::expr::{Expression, MetaKey, NamedExpression, Payload, SetItem, Verdict};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 use nftables::stmt::{Counter, Operator, Statement};
 use std::fmt::Write as _;
@@ -51,17 +51,38 @@ fn expr(e: &Expression, quote: bool) -> String {
         Expression::Range(r) => {
             format!("{}-{}", expr(&r.range[0], quote), expr(&r.range[1], quote))
         }
+        Expression::Verdict(v) => match v {
+            Verdict::Accept => "accept".into(),
+            Verdict::Drop => "drop".into(),
+            Verdict::Continue => "continue".into(),
+            Verdict::Return => "return".into(),
+            Verdict::Jump(t) => format!("jump {}", t.target),
+            Verdict::Goto(t) => format!("goto {}", t.target),
+        },
         Expression::Named(n) => match n {
             NamedExpression::Set(items) => {
+                let maps = items.iter().any(|i| matches!(i, SetItem::Mapping(..)));
                 let items: Vec<String> = items
                     .iter()
                     .map(|i| match i {
                         SetItem::Element(x) => expr(x, quote),
+                        SetItem::Mapping(k, v) => format!("{} : {}", expr(k, quote), expr(v, quote)),
                         other => unsupported!(other),
                     })
                     .collect();
-                format!("{{ {} }}", items.join(", "))
+                if maps && items.len() > 4 {
+                    // Verdict maps can be long: four elements to a line.
+                    let lines: Vec<String> = items.chunks(4).map(|c| c.join(", ")).collect();
+                    format!("{{ {} }}", lines.join(",\n\t\t\t"))
+                } else {
+                    format!("{{ {} }}", items.join(", "))
+                }
             }
+            NamedExpression::Concat(parts) => parts
+                .iter()
+                .map(|x| expr(x, quote))
+                .collect::<Vec<_>>()
+                .join(" . "),
             NamedExpression::Prefix(p) => format!("{}/{}", expr(&p.addr, false), p.len),
             NamedExpression::Payload(Payload::PayloadField(f)) => {
                 format!("{} {}", f.protocol, f.field)
@@ -96,6 +117,9 @@ fn statement(s: &Statement) -> String {
             c.packets.unwrap_or(0),
             c.bytes.unwrap_or(0)
         ),
+        Statement::VerdictMap(v) => format!("{} vmap {}", expr(&v.key, false), expr(&v.data, false)),
+        Statement::Jump(t) => format!("jump {}", t.target),
+        Statement::Goto(t) => format!("goto {}", t.target),
         Statement::Accept(_) => "accept".into(),
         Statement::Drop(_) => "drop".into(),
         Statement::Reject(None) => "reject".into(),

@@ -12,13 +12,22 @@
 //! microseg status
 //! microseg rollback
 //! microseg remove
+//! microseg compile examples/three-tier.toml --role app --format firewalld
+//! microseg apply examples/three-tier.toml --role app --backend firewalld
+//! microseg verify examples/three-tier.toml --backend firewalld
 //! ```
+//!
+//! `--backend firewalld` drives the firewalld on the D-Bus system bus
+//! (`DBUS_SYSTEM_BUS_ADDRESS` selects another bus); the state directory's
+//! records name the backend, and `confirm`, `rollback`, `status` and
+//! `remove` use the recorded one unless `--backend` says otherwise.
 //!
 //! A thin layer over the crates: every subcommand parses its flags, calls the
 //! library and prints. Exit codes: 0 success, 1 the policy or system is not
 //! as asked, 2 usage error.
 #![forbid(unsafe_code)]
 
+use backend_firewalld::{FirewalldBackend, FirewalldError, FirewalldRenderer};
 use backend_nft::NftRenderer;
 use clap::{Parser, Subcommand, ValueEnum};
 use microseg_core::backend::Renderer;
@@ -41,6 +50,9 @@ enum CliError {
     /// The nftables backend failed.
     #[error("{0}")]
     Nft(#[from] backend_nft::NftError),
+    /// The firewalld backend failed (or firewalld is not running).
+    #[error("{}", firewalld_message(.0))]
+    Firewalld(#[from] FirewalldError),
     /// The verification lab failed.
     #[error("{0}")]
     Verify(#[from] microseg_verify::VerifyError),
@@ -88,6 +100,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CompileFormat::Nft)]
         format: CompileFormat,
+        /// nftables formats: the optimised lowering (verdict maps over an exact
+        /// partition: a bounded number of lookups per new connection, whatever
+        /// the number of flows and addresses).
+        #[arg(long)]
+        optimize: bool,
     },
     /// The decision for one new connection, and why.
     Query {
@@ -155,6 +172,11 @@ enum Command {
     /// connections untouched); otherwise the policy's table is replaced
     /// atomically. Refused (exit 1) when SSH_CONNECTION is set and the
     /// session's client could not log in again, unless --force.
+    ///
+    /// --backend firewalld: the policy's zone (made the default zone), output
+    /// policy and ipsets in firewalld's permanent configuration and runtime
+    /// (membership changes touch ipset entries only, without a reload);
+    /// firewalld loads them at boot itself, so no boot file is written.
     Apply {
         /// The policy file.
         policy: PathBuf,
@@ -195,18 +217,18 @@ enum Command {
     },
     /// Restore the state saved before the last apply (or remove) that changed something.
     Rollback {
-        /// The backend.
-        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
-        backend: BackendKind,
+        /// The backend (default: the one the state directory records).
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
         #[command(flatten)]
         state: StateArgs,
     },
     /// What is installed, whether it drifted from what was applied (exit 1 if
     /// so), and hit counters per flow.
     Status {
-        /// The backend.
-        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
-        backend: BackendKind,
+        /// The backend (default: the one the state directory records, else nft).
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
         /// The policy's table (default: the one recorded by the last apply, else `microseg`).
         #[arg(long)]
         table: Option<String>,
@@ -218,9 +240,9 @@ enum Command {
     },
     /// Remove everything the policy installed (its table and boot file), nothing else.
     Remove {
-        /// The backend.
-        #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
-        backend: BackendKind,
+        /// The backend (default: the one the state directory records, else nft).
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
         /// The policy's table (default: the one recorded by the last apply, else `microseg`).
         #[arg(long)]
         table: Option<String>,
@@ -260,7 +282,8 @@ struct PersistArgs {
     /// `include "/etc/nftables.d/*.nft"`); the previous file is kept as PATH.bak.
     #[arg(long, value_name = "PATH", conflicts_with = "no_persist")]
     persist: Option<PathBuf>,
-    /// Do not write a boot file (the change is lost at reboot).
+    /// Do not write a boot file (the change is lost at reboot). Neither
+    /// option applies to firewalld, which persists its own configuration.
     #[arg(long)]
     no_persist: bool,
 }
@@ -331,10 +354,23 @@ enum GraphFormat {
     Svg,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
     /// nftables (the kernel's nf_tables through `nft -j`).
     Nft,
+    /// firewalld over D-Bus (the system bus; DBUS_SYSTEM_BUS_ADDRESS selects another).
+    Firewalld,
+}
+
+impl BackendKind {
+    /// The backend a record names (`HostBackend::name`).
+    fn from_record(name: &str) -> Option<BackendKind> {
+        match name {
+            "nft" => Some(BackendKind::Nft),
+            "firewalld" => Some(BackendKind::Firewalld),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -347,6 +383,8 @@ enum CompileFormat {
     Ir,
     /// The sysctl.d file of the policy's `hardening` (empty without it).
     Sysctl,
+    /// The firewalld objects (zone, output policy, ipsets, rich rules) as JSON.
+    Firewalld,
 }
 
 fn main() -> ExitCode {
@@ -389,13 +427,20 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             policy,
             target,
             format,
+            optimize,
         } => {
             let p = load(&policy)?;
             let rs = ir::compile(&p, &target.target())?;
+            let lowering = if optimize {
+                backend_nft::Lowering::Optimized
+            } else {
+                backend_nft::Lowering::Plain
+            };
             let out = match format {
-                CompileFormat::Nft => backend_nft::to_nft_text(&NftRenderer.render(&rs)?),
-                CompileFormat::NftJson => backend_nft::to_json(&NftRenderer.render(&rs)?),
+                CompileFormat::Nft => backend_nft::to_nft_text(&lowering.render(&rs)?),
+                CompileFormat::NftJson => backend_nft::to_json(&lowering.render(&rs)?),
                 CompileFormat::Ir => serde_json::to_string_pretty(&rs).expect("IR serialises"),
+                CompileFormat::Firewalld => FirewalldRenderer.render(&rs)?.to_json(),
                 CompileFormat::Sysctl => match &p.hardening {
                     Some(h) => microseg_core::hardening::sysctl_file(h, &p.table),
                     None => {
@@ -441,16 +486,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
         } => {
             let p = load(&policy)?;
-            let BackendKind::Nft = backend;
-            let install =
-                |lab: &microseg_lab::Lab, host: &str, rs: &microseg_core::ir::HostRuleset| {
-                    let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
-                    let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
-                    backend_nft::Nft::in_netns(ns)
-                        .apply_json(&art)
-                        .map_err(|e| e.to_string())
-                };
-            let report = microseg_verify::verify(&p, &install)?;
+            let report = match backend {
+                BackendKind::Nft => {
+                    let install =
+                        |lab: &microseg_lab::Lab,
+                         host: &str,
+                         rs: &microseg_core::ir::HostRuleset| {
+                            let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
+                            let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
+                            backend_nft::Nft::in_netns(ns)
+                                .apply_json(&art)
+                                .map_err(|e| e.to_string())
+                        };
+                    microseg_verify::verify(&p, &install)?
+                }
+                BackendKind::Firewalld => verify_firewalld(&p)?,
+            };
             if json {
                 let v = serde_json::json!({ "ok": report.ok(), "mismatches": report.mismatches(), "report": report });
                 println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
@@ -519,19 +570,21 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     (None, false) => Persist::Default,
                 },
             };
-            let host = host(backend, &p.table, &state);
-            let report = host.apply(&rs, &opts)?;
+            let host = host(backend, &p.table, &state)?;
+            let report = each!(&host, h => h.apply(&rs, &opts))?;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Confirm { state } => {
             let (backend, table) = recorded(&state.dir(), None, None)?;
-            print!("{}", host(backend, &table, &state).confirm()?);
+            let host = host(backend, &table, &state)?;
+            print!("{}", each!(&host, h => h.confirm())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { backend, state } => {
-            let (backend, table) = recorded(&state.dir(), Some(backend), None)?;
-            print!("{}", host(backend, &table, &state).rollback()?);
+            let (backend, table) = recorded(&state.dir(), backend, None)?;
+            let host = host(backend, &table, &state)?;
+            print!("{}", each!(&host, h => h.rollback())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
@@ -540,8 +593,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
             state,
         } => {
-            let (backend, table) = recorded(&state.dir(), Some(backend), table)?;
-            let status = host(backend, &table, &state).status()?;
+            let (backend, table) = recorded(&state.dir(), backend, table)?;
+            let host = host(backend, &table, &state)?;
+            let status = each!(&host, h => h.status())?;
             if json {
                 let v = serde_json::json!({ "drifted": status.drifted(), "status": status });
                 println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
@@ -560,25 +614,27 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             persist,
             state,
         } => {
-            let (backend, table) = recorded(&state.dir(), Some(backend), table)?;
-            print!(
-                "{}",
-                host(backend, &table, &state).remove(&persist.choice())?
-            );
+            let (backend, table) = recorded(&state.dir(), backend, table)?;
+            let host = host(backend, &table, &state)?;
+            print!("{}", each!(&host, h => h.remove(&persist.choice()))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfirmTimer { state_dir, id } => {
             // Detach first: from here on, the caller's terminal and shell may go.
             microseg_host::detach()?;
             let dir = StateDir::resolve(Some(state_dir));
-            let Some((_, table)) = dir.recorded()? else {
+            let Some((name, table)) = dir.recorded()? else {
                 return Ok(ExitCode::SUCCESS);
             };
+            let backend = BackendKind::from_record(&name).ok_or_else(|| {
+                CliError::Usage(format!("the records are of unknown backend {name}"))
+            })?;
             let state = StateArgs {
                 state_dir: Some(dir.path().into()),
                 lock_timeout: Duration::from_secs(30),
             };
-            host(BackendKind::Nft, &table, &state).run_timer(&id)?;
+            let host = host(backend, &table, &state)?;
+            each!(&host, h => h.run_timer(&id))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff {
@@ -625,36 +681,124 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-/// The host driven through `backend` for `table`.
-fn host(backend: BackendKind, table: &str, state: &StateArgs) -> Host<backend_nft::NftBackend> {
-    let BackendKind::Nft = backend;
-    Host::new(
-        backend_nft::NftBackend::new(backend_nft::Nft::host(), table),
-        state.dir(),
-    )
-    .with_lock_timeout(state.lock_timeout)
+/// The local host driven through one of the backends.
+enum AnyHost {
+    Nft(Host<backend_nft::NftBackend>),
+    Firewalld(Host<FirewalldBackend>),
 }
 
-/// The backend and table the state directory's records are about; `table`
-/// overrides, and without records the policy format's default table is used.
+/// `each!(&host, h => h.status())`: the same call on whichever backend drives the host.
+macro_rules! each {
+    ($host:expr, $h:ident => $call:expr) => {
+        match $host {
+            AnyHost::Nft($h) => $call,
+            AnyHost::Firewalld($h) => $call,
+        }
+    };
+}
+use each;
+
+/// The host driven through `backend` for `table`; for firewalld, connected
+/// to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
+fn host(backend: BackendKind, table: &str, state: &StateArgs) -> Result<AnyHost, CliError> {
+    Ok(match backend {
+        BackendKind::Nft => AnyHost::Nft(
+            Host::new(
+                backend_nft::NftBackend::new(backend_nft::Nft::host(), table),
+                state.dir(),
+            )
+            .with_lock_timeout(state.lock_timeout),
+        ),
+        BackendKind::Firewalld => AnyHost::Firewalld(
+            Host::new(
+                FirewalldBackend::connect(None)?.with_table(table),
+                state.dir(),
+            )
+            .with_lock_timeout(state.lock_timeout),
+        ),
+    })
+}
+
+/// firewalld's errors, with what to do when it cannot be reached.
+fn firewalld_message(e: &FirewalldError) -> String {
+    match e {
+        FirewalldError::Connect { address, message } => format!(
+            "firewalld is not running on the bus at {address}: cannot connect to that bus \
+             ({message}); start firewalld (and D-Bus), or point DBUS_SYSTEM_BUS_ADDRESS at the \
+             bus it is on"
+        ),
+        FirewalldError::NotRunning { .. } => format!(
+            "{e}; start firewalld (systemctl start firewalld), or point \
+             DBUS_SYSTEM_BUS_ADDRESS at the bus it is on"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// `verify --backend firewalld`: one private firewalld (on its own bus) per
+/// managed test host, started in the host's namespace when its rules are
+/// installed and stopped when the report is made. The daemons die with the
+/// thread that started them, so everything happens on this one.
+fn verify_firewalld(p: &Policy) -> Result<microseg_verify::Report, CliError> {
+    for gone in backend_firewalld::sandbox::cleanup_stale() {
+        eprintln!("note: removed {gone}, left by an earlier run");
+    }
+    // On SIGINT/SIGTERM/SIGHUP: the lab's namespaces and the daemons' folders
+    // go (the daemons themselves die with this process).
+    let _ = ctrlc::set_handler(|| {
+        microseg_lab::cleanup_live_labs();
+        let own = format!(
+            "{}{}-",
+            backend_firewalld::sandbox::NAME_TAG,
+            std::process::id()
+        );
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&own) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        std::process::exit(130);
+    });
+    let daemons = backend_firewalld::sandbox::Sandboxes::new();
+    let install = |lab: &microseg_lab::Lab, host: &str, rs: &microseg_core::ir::HostRuleset| {
+        let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
+        daemons
+            .install(ns, rs)
+            .map(|_| ())
+            .map_err(|e| format!("firewalld: {e}"))
+    };
+    let report = microseg_verify::verify(p, &install);
+    drop(daemons);
+    Ok(report?)
+}
+
+/// The backend and table the state directory's records are about; `backend`
+/// and `table` override, and without records nft and the policy format's
+/// default table are used.
 fn recorded(
     dir: &StateDir,
     backend: Option<BackendKind>,
     table: Option<String>,
 ) -> Result<(BackendKind, String), CliError> {
     let recorded = dir.recorded()?;
-    if let Some((name, _)) = &recorded {
-        if name != "nft" {
-            return Err(CliError::Usage(format!(
+    let recorded_backend = match &recorded {
+        Some((name, _)) => Some(BackendKind::from_record(name).ok_or_else(|| {
+            CliError::Usage(format!(
                 "the records in {} are of backend {name}, which this microseg cannot drive",
                 dir.path().display()
-            )));
-        }
-    }
+            ))
+        })?),
+        None => None,
+    };
     let table = table
         .or(recorded.map(|(_, t)| t))
         .unwrap_or_else(|| "microseg".into());
-    Ok((backend.unwrap_or(BackendKind::Nft), table))
+    Ok((
+        backend.or(recorded_backend).unwrap_or(BackendKind::Nft),
+        table,
+    ))
 }
 
 fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError> {

@@ -115,14 +115,43 @@ impl<T: Bound> IntervalSet<T> {
         self.ranges.len() == 1 && self.ranges[0] == (T::MIN, T::MAX)
     }
 
-    /// Adds `lo..=hi`.
+    /// Adds `lo..=hi` (in place: `O(log n)` to find it, plus the ranges it
+    /// merges with and the shift of those after it; appending past the
+    /// end, as sorted input does, is `O(1)`).
     pub fn insert(&mut self, lo: T, hi: T) {
         if lo > hi {
             return;
         }
-        let mut v = std::mem::take(&mut self.ranges);
-        v.push((lo, hi));
-        *self = Self::from_ranges(v);
+        // Fast path: strictly after the last range and not adjacent to it.
+        match self.ranges.last() {
+            None => {
+                self.ranges.push((lo, hi));
+                return;
+            }
+            Some(&(_, last_hi)) if last_hi.succ().is_some_and(|n| n < lo) => {
+                self.ranges.push((lo, hi));
+                return;
+            }
+            _ => {}
+        }
+        // The first range that ends at or after lo - 1 (may touch or overlap).
+        let start = self
+            .ranges
+            .partition_point(|&(_, h)| h.succ().is_some_and(|n| n < lo));
+        // Ranges from `start` that begin at or before hi + 1 merge with it.
+        let mut end = start;
+        let (mut new_lo, mut new_hi) = (lo, hi);
+        while let Some(&(l, h)) = self.ranges.get(end) {
+            let touches = hi.succ().is_none_or(|n| l <= n);
+            if !touches {
+                break;
+            }
+            new_lo = new_lo.min(l);
+            new_hi = new_hi.max(h);
+            end += 1;
+        }
+        self.ranges
+            .splice(start..end, std::iter::once((new_lo, new_hi)));
     }
 
     /// True if `x` is in the set (binary search).
@@ -131,9 +160,35 @@ impl<T: Bound> IntervalSet<T> {
         i < self.ranges.len() && self.ranges[i].0 <= x
     }
 
-    /// The union of two sets.
+    /// The union of two sets (one linear merge of the sorted ranges).
     pub fn union(&self, other: &Self) -> Self {
-        Self::from_ranges(self.ranges.iter().chain(other.ranges.iter()).copied())
+        if other.ranges.is_empty() {
+            return self.clone();
+        }
+        if self.ranges.is_empty() {
+            return other.clone();
+        }
+        let (a, b) = (&self.ranges, &other.ranges);
+        let mut out: Vec<(T, T)> = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let next = if j == b.len() || (i < a.len() && a[i] <= b[j]) {
+                i += 1;
+                a[i - 1]
+            } else {
+                j += 1;
+                b[j - 1]
+            };
+            match out.last_mut() {
+                Some(last) if last.1.succ().is_none_or(|n| next.0 <= n) => {
+                    if next.1 > last.1 {
+                        last.1 = next.1;
+                    }
+                }
+                _ => out.push(next),
+            }
+        }
+        IntervalSet { ranges: out }
     }
 
     /// The intersection of two sets.
@@ -179,14 +234,43 @@ impl<T: Bound> IntervalSet<T> {
         IntervalSet { ranges: out }
     }
 
-    /// True if every element of `self` is in `other`.
+    /// True if every element of `self` is in `other` (no allocation;
+    /// `O(n log m)`: each range of `self` must lie in one range of `other`).
     pub fn is_subset(&self, other: &Self) -> bool {
-        self.difference(other).is_empty()
+        let mut j = 0;
+        for &(lo, hi) in &self.ranges {
+            j += other.ranges[j..].partition_point(|&(_, h)| h < lo);
+            match other.ranges.get(j) {
+                Some(&(l, h)) if l <= lo && hi <= h => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
-    /// True if the sets share an element.
+    /// True if the sets share an element (no allocation; `O(1)` when their
+    /// spans are apart; otherwise a zipper that skips, by binary search on
+    /// either side, every run of ranges lying wholly before the other
+    /// side's current range: `O(k log n)` for `k` alternations).
     pub fn intersects(&self, other: &Self) -> bool {
-        !self.intersect(other).is_empty()
+        let (a, b) = (&self.ranges, &other.ranges);
+        match (a.first(), a.last(), b.first(), b.last()) {
+            (Some(af), Some(al), Some(bf), Some(bl)) if al.1 >= bf.0 && bl.1 >= af.0 => {}
+            _ => return false,
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if a[i].1 < b[j].0 {
+                let lo = b[j].0;
+                i += a[i..].partition_point(|&(_, h)| h < lo);
+            } else if b[j].1 < a[i].0 {
+                let lo = a[i].0;
+                j += b[j..].partition_point(|&(_, h)| h < lo);
+            } else {
+                return true;
+            }
+        }
+        false
     }
 
     /// The smallest element, if any.

@@ -307,6 +307,53 @@ impl HostRuleset {
 
 /// Compiles the ruleset for a role or a host.
 pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
+    compile_with(policy, target, &Spans::of(policy))
+}
+
+/// The lowest and highest address of a set, per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    v4: Option<(u32, u32)>,
+    v6: Option<(u128, u128)>,
+}
+
+impl Span {
+    fn of(a: &AddrSet) -> Span {
+        let ends = |r: &[(u32, u32)]| Some((r.first()?.0, r.last()?.1));
+        let ends6 = |r: &[(u128, u128)]| Some((r.first()?.0, r.last()?.1));
+        Span {
+            v4: ends(a.v4.ranges()),
+            v6: ends6(a.v6.ranges()),
+        }
+    }
+
+    /// False only if the sets cannot share an address.
+    fn overlaps(&self, o: &Span) -> bool {
+        let apart4 = |a: (u32, u32), b: (u32, u32)| a.1 < b.0 || b.1 < a.0;
+        let apart6 = |a: (u128, u128), b: (u128, u128)| a.1 < b.0 || b.1 < a.0;
+        matches!((self.v4, o.v4), (Some(a), Some(b)) if !apart4(a, b))
+            || matches!((self.v6, o.v6), (Some(a), Some(b)) if !apart6(a, b))
+    }
+}
+
+/// Per flow (by position), the spans of `from` and `to`: kept together in
+/// one small array, a first test of whether a flow touches a role's hosts
+/// costs no cache miss on the flow's own (possibly large) address sets.
+struct Spans {
+    from: Vec<Span>,
+    to: Vec<Span>,
+}
+
+impl Spans {
+    fn of(policy: &Policy) -> Spans {
+        Spans {
+            from: policy.flows.iter().map(|f| Span::of(&f.from.addrs)).collect(),
+            to: policy.flows.iter().map(|f| Span::of(&f.to.addrs)).collect(),
+        }
+    }
+}
+
+fn compile_with(policy: &Policy, target: &Target, spans: &Spans) -> Result<HostRuleset, Error> {
     let (roles, hosts, egress) = match target {
         Target::Role(name) => {
             let role = policy.roles.get(name).ok_or_else(|| {
@@ -342,6 +389,8 @@ pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
     let mut b = Builder {
         policy,
         hosts: &hosts,
+        span: Span::of(&hosts),
+        spans,
         sets: BTreeMap::new(),
     };
     let input = b.chain(Direction::Input, None);
@@ -363,16 +412,21 @@ pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
 
 /// Compiles every role.
 pub fn compile_all_roles(policy: &Policy) -> Vec<HostRuleset> {
+    let spans = Spans::of(policy);
     policy
         .roles
         .keys()
-        .map(|r| compile(policy, &Target::Role(r.clone())).expect("every role compiles"))
+        .map(|r| {
+            compile_with(policy, &Target::Role(r.clone()), &spans).expect("every role compiles")
+        })
         .collect()
 }
 
 struct Builder<'a> {
     policy: &'a Policy,
     hosts: &'a AddrSet,
+    span: Span,
+    spans: &'a Spans,
     sets: BTreeMap<String, NamedSet>,
 }
 
@@ -402,7 +456,20 @@ impl Builder<'_> {
                 origin: baseline("icmpv6-nd"),
             },
         ];
-        let flows: Vec<&Flow> = self.policy.flows.iter().collect();
+        // The flows whose own side (`to` on input, `from` on output) may
+        // touch these hosts, by their spans; `flow_rules` checks exactly.
+        let own_spans = match dir {
+            Direction::Input => &self.spans.to,
+            Direction::Output => &self.spans.from,
+        };
+        let flows: Vec<&Flow> = self
+            .policy
+            .flows
+            .iter()
+            .zip(own_spans)
+            .filter(|(_, sp)| sp.overlaps(&self.span))
+            .map(|(f, _)| f)
+            .collect();
         for action in [Action::Deny, Action::Reject] {
             for f in flows.iter().filter(|f| f.action == action) {
                 self.flow_rules(dir, f, &mut rules);
@@ -462,10 +529,19 @@ impl Builder<'_> {
             index: f.index,
             name: f.name.clone(),
         };
-        let hosts = self.hosts.clone();
+        let hosts: &AddrSet = self.hosts;
+        // Per family, without copying either set.
+        let subset_in = |a: &AddrSet, b: &AddrSet, fam: Family| match fam {
+            Family::V4 => a.v4.is_subset(&b.v4),
+            Family::V6 => a.v6.is_subset(&b.v6),
+        };
+        let intersects_in = |a: &AddrSet, b: &AddrSet, fam: Family| match fam {
+            Family::V4 => a.v4.intersects(&b.v4),
+            Family::V6 => a.v6.intersects(&b.v6),
+        };
         let unrestricted = |fam: Family, ep: &crate::model::Endpoint, own_side: bool| {
             if own_side {
-                hosts.only(fam).is_subset(&ep.addrs.only(fam))
+                subset_in(hosts, &ep.addrs, fam)
             } else {
                 ep.addrs.is_full_in(fam)
             }
@@ -487,7 +563,7 @@ impl Builder<'_> {
             {
                 continue;
             }
-            if !own.addrs.only(fam).intersects(&hosts.only(fam)) {
+            if !intersects_in(&own.addrs, hosts, fam) {
                 continue;
             }
             let src = if unrestricted(fam, &f.from, dir == Direction::Output) {

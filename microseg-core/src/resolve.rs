@@ -4,6 +4,7 @@ use crate::addr::{parse_addr_entry, AddrSet};
 use crate::diag::{suggestion, Diagnostic};
 use crate::doc::*;
 use crate::document::Pos;
+use crate::interval::IntervalSet;
 use crate::model::*;
 use crate::ports::PortSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -335,9 +336,11 @@ pub(crate) fn resolve(
         errors.sort_by_key(|d| d.pos);
         return Err(errors);
     }
-    let managed = roles
-        .values()
-        .fold(AddrSet::default(), |acc, r| acc.union(&r.hosts));
+    // One sort of every role's ranges, not a union per role.
+    let managed = AddrSet {
+        v4: IntervalSet::from_ranges(roles.values().flat_map(|r| r.hosts.v4.ranges().iter().copied())),
+        v6: IntervalSet::from_ranges(roles.values().flat_map(|r| r.hosts.v6.ranges().iter().copied())),
+    };
     Ok(Policy {
         doc,
         table,

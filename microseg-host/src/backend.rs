@@ -114,6 +114,28 @@ pub trait HostBackend: Backend<State: Serialize + DeserializeOwned + Clone> {
     /// Advice after persisting to `path` (e.g. the include line the boot
     /// loader needs); `default` is true for [`default_persist_path`](Self::default_persist_path).
     fn persist_notes(&self, path: &Path, default: bool) -> Vec<String>;
+    /// `Some(why)` when the backend's own configuration survives a reboot
+    /// (firewalld's permanent configuration): no boot file is written or
+    /// removed, whatever [`Persist`](crate::Persist) asks, and `why` says so.
+    /// `None` (the default): boot files as above.
+    fn persists_itself(&self) -> Option<String> {
+        None
+    }
+    /// `Some(why)` when the backend has no hit counters ([`hits`](Self::hits)
+    /// is always empty); `None` (the default) otherwise.
+    fn no_hits(&self) -> Option<String> {
+        None
+    }
+    /// What, outside what the policy owns, keeps the host from enforcing it
+    /// (for `status`); best effort, empty by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// What `remove` changed besides removing what the policy owns (e.g. the
+    /// default zone put back); read after the remove. Empty by default.
+    fn remove_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[cfg(feature = "nft")]
@@ -211,5 +233,203 @@ mod nft {
                 )]
             }
         }
+    }
+}
+
+#[cfg(feature = "firewalld")]
+mod firewalld {
+    use super::*;
+    use backend_firewalld::{names, Change, FirewalldBackend, FirewalldConfig, Plan, State};
+
+    /// A change that would undo drift, as the difference it undoes.
+    pub(super) fn difference(c: &Change) -> Difference {
+        let some = |v: &[String]| {
+            let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            if v.len() > 5 {
+                s.push_str(", …");
+            }
+            s
+        };
+        let (object, detail) = match c {
+            Change::Create { object, .. } => (object.clone(), "missing".to_string()),
+            Change::Update { object, details } => (
+                object.clone(),
+                format!("an apply would change: {}", details.join("; ")),
+            ),
+            Change::Entries {
+                ipset,
+                added,
+                removed,
+            } => {
+                let mut d = Vec::new();
+                if !added.is_empty() {
+                    d.push(format!("{} entries missing ({})", added.len(), some(added)));
+                }
+                if !removed.is_empty() {
+                    d.push(format!(
+                        "{} unexpected entries ({})",
+                        removed.len(),
+                        some(removed)
+                    ));
+                }
+                (format!("ipset {ipset}"), d.join("; "))
+            }
+            Change::Remove { object } => (object.clone(), "present, not expected".to_string()),
+            Change::Runtime { object } => (
+                object.clone(),
+                "changed at runtime (the permanent configuration is as applied)".to_string(),
+            ),
+            Change::Reload { reason } => (
+                "runtime configuration".to_string(),
+                format!("differs from the permanent one: {reason}"),
+            ),
+            Change::DefaultZone { from, to } => (
+                "default zone".to_string(),
+                format!("is {from}, expected {to}"),
+            ),
+        };
+        Difference { object, detail }
+    }
+
+    /// The table of a backend that a [`Host`](crate::Host) drives
+    /// (`FirewalldBackend::with_table`; `microseg` when none was fixed).
+    fn table(b: &FirewalldBackend) -> &str {
+        b.fixed_table().unwrap_or("microseg")
+    }
+
+    /// firewalld as a host backend: records are keyed by the table, the
+    /// snapshot is what the table owns in firewalld (permanent and runtime)
+    /// plus the default zone, drift is what an apply would change back.
+    /// firewalld persists its permanent configuration itself, and keeps no
+    /// per-rule counters. Give the backend its table with
+    /// [`FirewalldBackend::with_table`].
+    ///
+    /// ```no_run
+    /// use backend_firewalld::FirewalldBackend;
+    /// use microseg_host::{Host, HostBackend, StateDir};
+    /// // The system bus (DBUS_SYSTEM_BUS_ADDRESS honoured).
+    /// let fw = FirewalldBackend::connect(None)?.with_table("microseg");
+    /// assert_eq!(fw.name(), "firewalld");
+    /// let host = Host::new(fw, StateDir::resolve(None));
+    /// print!("{}", host.status().unwrap());
+    /// # Ok::<(), backend_firewalld::FirewalldError>(())
+    /// ```
+    impl HostBackend for FirewalldBackend {
+        fn name(&self) -> &'static str {
+            "firewalld"
+        }
+
+        fn owned(&self) -> String {
+            let t = table(self);
+            format!(
+                "firewalld zone {}, policy {} and ipsets {}*",
+                names::zone(t),
+                names::output_policy(t),
+                names::ipset_prefix(t)
+            )
+        }
+
+        fn key(&self) -> String {
+            table(self).to_string()
+        }
+
+        fn expected(&self, desired: &FirewalldConfig) -> State {
+            State::expected(desired)
+        }
+
+        fn plan_kind(&self, plan: &Plan) -> PlanKind {
+            if plan.is_empty() {
+                PlanKind::Unchanged
+            } else if plan.only_ipset_entries() {
+                PlanKind::Incremental
+            } else {
+                PlanKind::Replace
+            }
+        }
+
+        fn drift(&self, expected: Option<&State>, current: Option<&State>) -> Vec<Difference> {
+            match (expected, current) {
+                (None, None) => Vec::new(),
+                (Some(_), None) => vec![Difference {
+                    object: self.owned(),
+                    detail: "not installed (expected installed)".into(),
+                }],
+                (None, Some(_)) => vec![Difference {
+                    object: self.owned(),
+                    detail: "installed (expected not installed)".into(),
+                }],
+                (Some(e), Some(c)) => e.drift(c).iter().map(difference).collect(),
+            }
+        }
+
+        fn hits(&self, _current: &State) -> Vec<Hits> {
+            Vec::new()
+        }
+
+        fn boot_text(&self, desired: &FirewalldConfig) -> String {
+            desired.to_json()
+        }
+
+        fn default_persist_path(&self) -> Option<PathBuf> {
+            None
+        }
+
+        fn persist_notes(&self, _path: &Path, _default: bool) -> Vec<String> {
+            Vec::new()
+        }
+
+        fn persists_itself(&self) -> Option<String> {
+            Some(
+                "firewalld keeps the change in its permanent configuration and loads it at boot: \
+                 no boot file is written (--persist/--no-persist do not apply to firewalld)"
+                    .into(),
+            )
+        }
+
+        fn no_hits(&self) -> Option<String> {
+            Some("firewalld keeps no per-rule counters".into())
+        }
+
+        fn warnings(&self) -> Vec<String> {
+            match self.status(None) {
+                Ok(s) => s.warnings,
+                Err(e) => vec![format!("cannot read firewalld's status: {e}")],
+            }
+        }
+
+        fn remove_notes(&self) -> Vec<String> {
+            match self.default_zone() {
+                Ok(z) => vec![format!("firewalld's default zone is {z}")],
+                Err(e) => vec![format!("cannot read firewalld's default zone: {e}")],
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "firewalld"))]
+mod tests {
+    use super::firewalld::difference;
+    use backend_firewalld::Change;
+
+    #[test]
+    fn firewalld_drift_reads_as_differences() {
+        let d = difference(&Change::Entries {
+            ipset: "ms-web-4".into(),
+            added: vec!["10.0.0.1".into()],
+            removed: vec!["10.0.0.9".into(), "10.0.0.10".into()],
+        });
+        assert_eq!(
+            d.to_string(),
+            "ipset ms-web-4: 1 entries missing (10.0.0.1); 2 unexpected entries (10.0.0.9, 10.0.0.10)"
+        );
+        let d = difference(&Change::DefaultZone {
+            from: "public".into(),
+            to: "ms".into(),
+        });
+        assert_eq!(d.to_string(), "default zone: is public, expected ms");
+        let d = difference(&Change::Runtime {
+            object: "zone ms".into(),
+        });
+        assert_eq!(d.object, "zone ms");
     }
 }

@@ -339,6 +339,8 @@ pub struct RemoveReport {
     pub was_installed: bool,
     /// The boot file removed (kept as `.bak`).
     pub boot_file: Option<PathBuf>,
+    /// What else the backend put back (firewalld: the default zone).
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for RemoveReport {
@@ -359,6 +361,9 @@ impl fmt::Display for RemoveReport {
                 p.display(),
                 persist::backup_path(p).display()
             )?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
         }
         Ok(())
     }
@@ -400,6 +405,11 @@ pub struct Status {
     pub pending: Option<PendingInfo>,
     /// Hardening sysctl values that differ from what was applied.
     pub sysctl_drift: Vec<crate::sysctl::SysctlDifference>,
+    /// Why `hits` is empty when the backend keeps no counters (firewalld).
+    pub no_hits: Option<String>,
+    /// What, outside what the policy owns, keeps the host from enforcing it
+    /// (firewalld: interfaces bound to other zones, its own settings).
+    pub warnings: Vec<String>,
 }
 
 impl Status {
@@ -408,7 +418,7 @@ impl Status {
     /// ```
     /// # let s = microseg_host::Status { backend: "nft".into(), owned: "t".into(), installed: false,
     /// #   last_event: None, target: None, source: None, at_ms: None, drift: None, hits: vec![], pending: None,
-    /// #   sysctl_drift: vec![] };
+    /// #   sysctl_drift: vec![], no_hits: None, warnings: vec![] };
     /// assert!(!s.drifted());
     /// ```
     pub fn drifted(&self) -> bool {
@@ -462,7 +472,9 @@ impl fmt::Display for Status {
         if let Some(p) = &self.pending {
             writeln!(f, "pending: {p}")?;
         }
-        if self.installed {
+        if let (true, Some(why)) = (self.installed, &self.no_hits) {
+            writeln!(f, "hits: none ({why})")?;
+        } else if self.installed {
             writeln!(f, "hits:")?;
             let width = self.hits.iter().map(|h| h.label.len()).max().unwrap_or(0);
             let (flows, base): (Vec<&Hits>, Vec<&Hits>) =
@@ -474,6 +486,9 @@ impl fmt::Display for Status {
                     h.label, h.packets, h.bytes
                 )?;
             }
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
         }
         Ok(())
     }
@@ -651,7 +666,9 @@ impl<B: HostBackend> Host<B> {
                 reason: lockout.to_string(),
             });
         }
+        let self_persisting = self.backend.persists_itself();
         let persist_path = match &opts.persist {
+            _ if self_persisting.is_some() => None,
             Persist::Default => self.backend.default_persist_path(),
             Persist::To(p) => Some(p.clone()),
             Persist::Off => None,
@@ -669,7 +686,7 @@ impl<B: HostBackend> Host<B> {
             persisted: None,
             persist_on_confirm: None,
             backup: None,
-            notes: Vec::new(),
+            notes: self_persisting.iter().cloned().collect(),
             pending: None,
             sysctl: match &ruleset.hardening {
                 Some(h) => crate::sysctl::differences(h)?,
@@ -833,6 +850,16 @@ impl<B: HostBackend> Host<B> {
             self.state.write_pending(&p)?;
             report.pending = Some(pending_info(&p));
             report.persist_on_confirm = persist_path;
+            if self_persisting.is_some() {
+                report.notes.push(format!(
+                    "the change is already in {}'s permanent configuration: should this host \
+                     restart before `microseg confirm`, the timer is gone and the change stays; \
+                     run `microseg rollback` then",
+                    self.backend.name()
+                ));
+            }
+        } else if self_persisting.is_some() {
+            // Said in the notes already.
         } else if let Some(path) = persist_path {
             report.backup = persist::write_boot_file(&path, &boot_text)?;
             report
@@ -899,6 +926,9 @@ impl<B: HostBackend> Host<B> {
             timer_pid: p.timer_pid,
             notes: Vec::new(),
         };
+        if let Some(why) = self.backend.persists_itself() {
+            report.notes.push(why);
+        }
         if let Some(job) = &p.persist {
             report.backup = persist::write_boot_file(&job.path, &job.text)?;
             let default = self.backend.default_persist_path().as_ref() == Some(&job.path);
@@ -1025,6 +1055,8 @@ impl<B: HostBackend> Host<B> {
                 Some(h) => crate::sysctl::differences(&h)?,
                 None => Vec::new(),
             },
+            no_hits: self.backend.no_hits(),
+            warnings: self.backend.warnings(),
         })
     }
 
@@ -1046,6 +1078,7 @@ impl<B: HostBackend> Host<B> {
             .applied()?
             .filter(|a| a.backend == self.backend.name() && a.key == self.backend.key());
         let path = match persist {
+            _ if self.backend.persists_itself().is_some() => None,
             Persist::Default => applied
                 .as_ref()
                 .and_then(|a| a.persist.clone())
@@ -1095,6 +1128,11 @@ impl<B: HostBackend> Host<B> {
             owned: self.backend.owned(),
             was_installed: current.is_some(),
             boot_file,
+            notes: if current.is_some() {
+                self.backend.remove_notes()
+            } else {
+                Vec::new()
+            },
         })
     }
 

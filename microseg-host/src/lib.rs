@@ -21,7 +21,16 @@
 //! Backend-agnostic orchestration over [`HostBackend`] (the core's
 //! [`Backend`](microseg_core::backend::Backend) plus what a host needs:
 //! drift, hit counters, boot persistence). With the default feature `nft`,
-//! `backend_nft::NftBackend` implements it.
+//! `backend_nft::NftBackend` implements it; with the default feature
+//! `firewalld`, `backend_firewalld::FirewalldBackend` (give it the policy's
+//! table with `with_table`). Records name the backend they were made with.
+//!
+//! firewalld differs from nftables in three ways the host reports: the
+//! change goes to firewalld's permanent configuration, which firewalld loads
+//! at boot itself (no boot file; [`Persist`] does not apply, and a change
+//! pending confirmation is permanent already); `status` shows drift and
+//! firewalld's warnings but no hit counters (firewalld keeps none per rule);
+//! `remove` also puts back the default zone the policy's zone replaced.
 //!
 //! * **State directory** ([`StateDir`]; `/var/lib/microseg`, or the
 //!   `MICROSEG_STATE_DIR` environment variable, or a parameter): the snapshot
