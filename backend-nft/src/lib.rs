@@ -223,8 +223,9 @@ pub enum NftError {
 /// let optimized = Lowering::Optimized.render(&rs).unwrap();
 /// assert!(backend_nft::to_nft_text(&plain).contains("ip saddr @adm_v4 tcp dport 22"));
 /// let text = backend_nft::to_nft_text(&optimized);
-/// // Level 1: the source's class (here: admin, or any other IPv4 address for ICMP).
-/// assert!(text.contains("10.9.0.0/24 : jump in4_1"), "{text}");
+/// // Level 1: the source's class; other sources meet the background (here: ICMP).
+/// assert!(text.contains("ip saddr vmap { 10.9.0.0/24 : jump in4_0 }"), "{text}");
+/// assert!(text.contains("meta nfproto ipv4 jump in4_any"), "{text}");
 /// // Level 2: protocol and port, to the deciding flow's chain.
 /// assert!(text.contains("meta l4proto . th dport vmap { tcp . 22 : jump f_ssh"), "{text}");
 /// assert!(text.contains("chain f_ssh {\n\t\t# flow:ssh\n\t\tcounter accept comment \"flow:ssh\""), "{text}");

@@ -180,7 +180,10 @@ pub(crate) fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-pub(crate) fn match_eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+pub(crate) fn match_eq(
+    left: Expression<'static>,
+    right: Expression<'static>,
+) -> Statement<'static> {
     Statement::Match(Match {
         left,
         right,
@@ -192,8 +195,32 @@ pub(crate) fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
 
+/// An IPv4 address in dotted-quad text, without the formatting machinery
+/// (sets of a large estate hold millions of addresses).
+pub(crate) fn ipv4_text(x: u32) -> String {
+    let mut s = String::with_capacity(15);
+    for (i, octet) in x.to_be_bytes().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + (octet / 10) % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
 /// One address interval: the address, the prefix if it is exactly one CIDR, else a range.
-pub(crate) fn interval(lo: u128, hi: u128, bits: u32, show: impl Fn(u128) -> String) -> Expression<'static> {
+pub(crate) fn interval(
+    lo: u128,
+    hi: u128,
+    bits: u32,
+    show: impl Fn(u128) -> String,
+) -> Expression<'static> {
     if lo == hi {
         return string(show(lo));
     }
@@ -252,7 +279,7 @@ impl Lowerer<'_> {
                         u128::from(u32::from(a)),
                         u128::from(u32::from(b)),
                         32,
-                        |x| std::net::Ipv4Addr::from(x as u32).to_string(),
+                        |x| ipv4_text(x as u32),
                     )
                 })
                 .collect(),
@@ -329,7 +356,11 @@ impl Lowerer<'_> {
     }
 
     /// The rules for one IR rule: the log rule first when flagged, then the verdict rule.
-    pub(crate) fn rule(&self, chain: Chain, rule: &Rule) -> Result<Vec<schema::Rule<'static>>, NftError> {
+    pub(crate) fn rule(
+        &self,
+        chain: Chain,
+        rule: &Rule,
+    ) -> Result<Vec<schema::Rule<'static>>, NftError> {
         let label = rule.origin.label();
         let m = self.match_stmts(chain, &rule.matches, &label)?;
         let mut out = Vec::with_capacity(2);
@@ -565,6 +596,25 @@ mod tests {
             j(interval(0, u128::MAX, 128, v6)),
             r#"{"prefix":{"addr":"::","len":0}}"#
         );
+    }
+
+    #[test]
+    fn ipv4_text_is_dotted_quad() {
+        for x in [
+            0u32,
+            1,
+            9,
+            10,
+            99,
+            100,
+            255,
+            0x0a00_0a0b,
+            0xc0a8_6401,
+            u32::MAX,
+            0x6463_0a01,
+        ] {
+            assert_eq!(ipv4_text(x), std::net::Ipv4Addr::from(x).to_string());
+        }
     }
 
     #[test]

@@ -328,9 +328,7 @@ impl Packet {
             // In family inet, `icmp type` depends on `meta l4proto icmp` (and
             // nft adds `meta nfproto ipv4`), `icmpv6 type` likewise.
             Field::IcmpType => (self.proto == Proto::Icmp && self.src.is_ipv4()).then_some(8),
-            Field::Icmpv6Type => {
-                (self.proto == Proto::Icmpv6 && self.src.is_ipv6()).then_some(128)
-            }
+            Field::Icmpv6Type => (self.proto == Proto::Icmpv6 && self.src.is_ipv6()).then_some(128),
             Field::CtState => Some(u128::from(self.ct_state)),
             Field::Iif => (self.direction == Direction::Input).then_some(iface),
             Field::Oif => (self.direction == Direction::Output).then_some(iface),
@@ -499,7 +497,7 @@ struct Table {
 /// let d = backend_nft::model::ModelDecision {
 ///     verdict: microseg_core::semantics::Verdict::Drop,
 ///     table: Some("microseg".into()), chain: Some("input".into()),
-///     comment: Some("baseline:default".into()), logged: false, path: vec!["input".into()] };
+///     comment: Some("baseline:default".into()), logged: false, path: vec!["input".into()], rules: 4 };
 /// assert_eq!(d.comment.as_deref(), Some("baseline:default"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,6 +515,8 @@ pub struct ModelDecision {
     pub logged: bool,
     /// The chains entered, in order (`input`, `in4_0`, `f_web`).
     pub path: Vec<String>,
+    /// How many rules the packet met (ran, in whole or until a match failed).
+    pub rules: usize,
 }
 
 /// The interpreter; see the [module docs](self).
@@ -699,7 +699,7 @@ impl NftModel {
                     .iter()
                     .map(compile_stmt)
                     .collect::<Result<Vec<_>, _>>()?;
-                let has_limit = stmts.iter().any(|s| *s == Stmt::Limit);
+                let has_limit = stmts.contains(&Stmt::Limit);
                 let decides = stmts
                     .iter()
                     .any(|s| matches!(s, Stmt::Verdict(_) | Stmt::Vmap { .. }));
@@ -775,8 +775,10 @@ impl NftModel {
             comment: None,
             logged: false,
             path: Vec::new(),
+            rules: 0,
         };
         let mut logged = false;
+        let mut rules = 0;
         for (_, tname, cname, chain) in bases {
             let table = &self.tables[tname];
             let mut d = Decider {
@@ -784,9 +786,11 @@ impl NftModel {
                 pkt,
                 logged: false,
                 path: Vec::new(),
+                rules: 0,
             };
             let outcome = d.run_base(cname, chain)?;
             logged |= d.logged;
+            rules += d.rules;
             let (verdict, chain_name, comment) = outcome;
             last = ModelDecision {
                 verdict,
@@ -795,6 +799,7 @@ impl NftModel {
                 comment,
                 logged,
                 path: d.path,
+                rules,
             };
             if verdict != Verdict::Accept {
                 return Ok(last);
@@ -843,8 +848,10 @@ fn compile_stmt(s: &Statement) -> Result<Stmt, NftError> {
                 Operator::NEQ => true,
                 other => return Err(unsupported(format!("operator {}", json(&other)))),
             };
-            if let (&[Field::CtState], Expression::List(_) | Expression::Named(NamedExpression::Set(_))) =
-                (key.as_slice(), &m.right)
+            if let (
+                &[Field::CtState],
+                Expression::List(_) | Expression::Named(NamedExpression::Set(_)),
+            ) = (key.as_slice(), &m.right)
             {
                 let mut mask = 0u128;
                 let mut add = |e: &Expression| -> Result<(), NftError> {
@@ -857,7 +864,9 @@ fn compile_stmt(s: &Statement) -> Result<Stmt, NftError> {
                         for i in items {
                             match i {
                                 SetItem::Element(e) => add(e)?,
-                                other => return Err(unsupported(format!("ct state {}", json(other)))),
+                                other => {
+                                    return Err(unsupported(format!("ct state {}", json(other))))
+                                }
                             }
                         }
                     }
@@ -878,9 +887,7 @@ fn compile_stmt(s: &Statement) -> Result<Stmt, NftError> {
                     for i in items {
                         match i {
                             SetItem::Element(e) => elems.elems.push(element(&key, e, true)?),
-                            other => {
-                                return Err(unsupported(format!("set item {}", json(other))))
-                            }
+                            other => return Err(unsupported(format!("set item {}", json(other)))),
                         }
                     }
                     Rhs::Anon(elems)
@@ -942,6 +949,7 @@ struct Decider<'a> {
     pkt: &'a Packet,
     logged: bool,
     path: Vec<String>,
+    rules: usize,
 }
 
 impl Decider<'_> {
@@ -1011,6 +1019,7 @@ impl Decider<'_> {
 
     /// Runs a rule's statements: `None` if it ends without a verdict.
     fn run_rule(&mut self, rule: &RuleDef) -> Result<Option<Action>, NftError> {
+        self.rules += 1;
         for s in &rule.stmts {
             match self.run_stmt(s)? {
                 Flow::Next => {}
@@ -1039,8 +1048,7 @@ impl Decider<'_> {
                             .sets
                             .get(n)
                             .ok_or_else(|| unsupported(format!("no set @{n}")))?;
-                        let want: Vec<Option<SetType>> =
-                            key.iter().map(|f| f.set_type()).collect();
+                        let want: Vec<Option<SetType>> = key.iter().map(|f| f.set_type()).collect();
                         if want != set.key.iter().map(|t| Some(*t)).collect::<Vec<_>>() {
                             return Err(unsupported(format!(
                                 "key {key:?} looked up in set @{n} of type {:?}",

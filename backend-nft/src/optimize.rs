@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! ip saddr vmap { 10.0.1.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }    # level 1
+//! meta nfproto ipv4 jump in4_any                                                 # background
 //! ip6 saddr vmap { 2001:db8::/64 : jump in6_0, … }
 //! chain in4_0 {                                                                  # level 2
 //!     meta l4proto . th dport vmap { tcp . 22 : jump f_admin-ssh, tcp . 80-81 : jump f_web,
@@ -23,6 +24,13 @@
 //!   elements are the intervals of the exact partition of that address space
 //!   by every set the chain's rules match it against, each mapped to the
 //!   chain of its class. Classes whose decisions are alike share a chain.
+//!   Addresses in none of those sets (the background: only rules that do
+//!   not restrict the remote address apply, such as baseline ICMP and
+//!   egress) get no element; one `jump` after the lookup takes them, and
+//!   every class that decides like the background, to the background
+//!   chain. A class's rules include the background's, so a packet that
+//!   misses in its class's chain misses in the background chain too: the
+//!   fall-through after a miss changes nothing.
 //! * **Level 2**, per class, looks up `meta l4proto . th dport` — prefixed by
 //!   the host's *own* address (`ip daddr` on input, `ip saddr` on output)
 //!   only where a rule of the class restricts it — in one concatenated
@@ -36,8 +44,9 @@
 //!   miss at either level falls through to the counted default.
 //!
 //! So a new connection costs at most: the leading rules, one rbtree lookup,
-//! one jump, one pipapo lookup in a small map, one jump, a counter and the
-//! verdict; independent of the number of flows and addresses.
+//! one jump and one pipapo lookup in a small map (plus, on a miss, the
+//! background jump and lookup), one jump, a counter and the verdict;
+//! independent of the number of flows and addresses.
 //!
 //! Trade-offs: the maps are anonymous (the `nftables` crate's schema cannot
 //! declare a named verdict map), so a policy change replaces the table
@@ -48,9 +57,7 @@
 //! A chain whose IR rules interleave non-packet rules with packet rules (the
 //! compiler never makes one) is lowered as in the plain lowering.
 
-use crate::lower::{
-    self, add, counter, interval, match_eq, meta, payload, string, Chain, Lowerer,
-};
+use crate::lower::{self, add, counter, interval, match_eq, meta, payload, string, Chain, Lowerer};
 use crate::NftError;
 use microseg_core::addr::Family;
 use microseg_core::interval::IntervalSet;
@@ -62,7 +69,7 @@ use nftables::stmt::{JumpTarget, Reject, RejectType, Statement, VerdictMap};
 use nftables::types::NfFamily;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 /// The whole transaction of the optimised lowering.
 pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError> {
@@ -223,7 +230,11 @@ impl Targets {
                     ));
                 }
                 // nft-syntax: counter accept|drop
-                v => rules.push(lw.rule_in(name(), vec![counter(), lower::verdict(v, false)], label())),
+                v => rules.push(lw.rule_in(
+                    name(),
+                    vec![counter(), lower::verdict(v, false)],
+                    label(),
+                )),
             }
             out.push((chain.clone(), rules));
         }
@@ -285,12 +296,11 @@ fn partition<'a>(max: u128, items: impl Iterator<Item = (u32, &'a [(u128, u128)]
     let mut interner: Interner<Vec<u32>> = Interner::new();
     let mut active: Vec<u32> = Vec::new();
     let mut segs: Vec<(u128, u128, u32)> = Vec::new();
-    let push = |segs: &mut Vec<(u128, u128, u32)>, lo: u128, hi: u128, class: u32| {
-        match segs.last_mut() {
+    let push =
+        |segs: &mut Vec<(u128, u128, u32)>, lo: u128, hi: u128, class: u32| match segs.last_mut() {
             Some(last) if last.2 == class && last.1 + 1 == lo => last.1 = hi,
             _ => segs.push((lo, hi, class)),
-        }
-    };
+        };
     let mut start = 0u128;
     let mut k = 0;
     loop {
@@ -389,18 +399,20 @@ struct Decision {
     level1: Vec<(u128, u128, u32)>,
     /// Level 2 chains: (name, decision, target chain names).
     level2: Vec<(String, Level2)>,
+    /// The chain of remote addresses in no class, if it decides anything.
+    background: Option<(String, Level2)>,
     /// Target ids → chain names.
     target_names: Vec<String>,
 }
 
 fn ranges_of(fam: Family, s: &microseg_core::addr::AddrSet) -> Vec<(u128, u128)> {
     match fam {
-        Family::V4 => s
-            .v4
-            .ranges()
-            .iter()
-            .map(|&(a, b)| (u128::from(a), u128::from(b)))
-            .collect(),
+        Family::V4 => {
+            s.v4.ranges()
+                .iter()
+                .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                .collect()
+        }
         Family::V6 => s.v6.ranges().to_vec(),
     }
 }
@@ -499,13 +511,32 @@ impl Decision {
         let always: Vec<u32> = (0..frules.len() as u32)
             .filter(|&i| frules[i as usize].remote.is_none())
             .collect();
+        // The background: remote addresses in none of the rules' remote
+        // sets meet only the rules that do not restrict the remote address.
+        // A class's rules include those, so where a class's chain finds
+        // nothing, the background finds nothing either: classes that decide
+        // like the background need no level-1 element, the background is
+        // one jump after the level-1 lookup, and falling through to it after
+        // a class's miss changes nothing.
+        let background = level2(&frules, &always, max);
+        let background = match &background {
+            Level2::Ports(t) if t.is_empty() => None,
+            Level2::Own(groups) if groups.is_empty() => None,
+            _ => Some(background),
+        };
         let mut tables: Interner<Level2> = Interner::new();
         let mut class_table: Vec<Option<u32>> = Vec::with_capacity(part.classes.len());
         for active in &part.classes {
+            if active.is_empty() {
+                class_table.push(None);
+                continue;
+            }
             let mut applicable: Vec<u32> = active.iter().chain(&always).copied().collect();
             applicable.sort_unstable();
             let l2 = level2(&frules, &applicable, max);
+            let same_as_background = background.as_ref() == Some(&l2);
             class_table.push(match &l2 {
+                _ if same_as_background => None,
                 Level2::Ports(t) if t.is_empty() => None,
                 Level2::Own(groups) if groups.is_empty() => None,
                 _ => Some(tables.id(&l2)),
@@ -538,13 +569,14 @@ impl Decision {
             fam,
             level1,
             level2,
+            background: background.map(|t| (format!("{prefix}_any"), t)),
             target_names: targets.keys.iter().map(|(_, c)| c.clone()).collect(),
         })
     }
 
     fn show(&self, x: u128) -> String {
         match self.fam {
-            Family::V4 => Ipv4Addr::from(x as u32).to_string(),
+            Family::V4 => lower::ipv4_text(x as u32),
             Family::V6 => Ipv6Addr::from(x).to_string(),
         }
     }
@@ -609,11 +641,8 @@ impl Decision {
         base: &mut Vec<schema::Rule<'static>>,
         classes: &mut Vec<(String, Vec<schema::Rule<'static>>)>,
     ) {
-        if self.level1.is_empty() {
-            return;
-        }
         // nft-syntax: ip saddr vmap { 10.0.0.0/24 : jump in4_0, … }
-        let items = self
+        let items: Vec<SetItem<'static>> = self
             .level1
             .iter()
             .map(|&(lo, hi, t)| {
@@ -625,12 +654,31 @@ impl Decision {
                 )
             })
             .collect();
-        base.push(lw.rule_in(
-            Cow::Borrowed(chain.name()),
-            vec![vmap(self.addr_payload(true), items)],
-            None,
-        ));
-        for (name, l2) in &self.level2 {
+        if !items.is_empty() {
+            base.push(lw.rule_in(
+                Cow::Borrowed(chain.name()),
+                vec![vmap(self.addr_payload(true), items)],
+                None,
+            ));
+        }
+        if let Some((name, _)) = &self.background {
+            // nft-syntax: meta nfproto ipv4 jump in4_any
+            let nfproto = match self.fam {
+                Family::V4 => "ipv4",
+                Family::V6 => "ipv6",
+            };
+            base.push(lw.rule_in(
+                Cow::Borrowed(chain.name()),
+                vec![
+                    match_eq(meta(MetaKey::Nfproto), string(nfproto)),
+                    Statement::Jump(JumpTarget {
+                        target: Cow::Owned(name.clone()),
+                    }),
+                ],
+                None,
+            ));
+        }
+        for (name, l2) in self.level2.iter().chain(&self.background) {
             let l4 = || meta(MetaKey::L4proto);
             let dport = || payload("th", "dport");
             let (key, items): (Expression<'static>, Vec<SetItem<'static>>) = match l2 {
@@ -757,9 +805,24 @@ mod tests {
         let tcp = |r: &[(u16, u16)]| ProtoMatch::Tcp(IntervalSet::from_ranges(r.iter().copied()));
         let (a, b) = (tcp(&[(20, 30)]), tcp(&[(25, 40), (41, 41)]));
         let rules = [
-            FRule { remote: None, own: None, proto: &a, target: 0 },
-            FRule { remote: None, own: None, proto: &b, target: 1 },
-            FRule { remote: None, own: None, proto: &ProtoMatch::Icmp, target: 2 },
+            FRule {
+                remote: None,
+                own: None,
+                proto: &a,
+                target: 0,
+            },
+            FRule {
+                remote: None,
+                own: None,
+                proto: &b,
+                target: 1,
+            },
+            FRule {
+                remote: None,
+                own: None,
+                proto: &ProtoMatch::Icmp,
+                target: 2,
+            },
         ];
         let t = PortTable::of(rules.iter());
         assert_eq!(t.tcp, [(20, 30, 0), (31, 41, 1)]);

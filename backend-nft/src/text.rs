@@ -66,7 +66,9 @@ fn expr(e: &Expression, quote: bool) -> String {
                     .iter()
                     .map(|i| match i {
                         SetItem::Element(x) => expr(x, quote),
-                        SetItem::Mapping(k, v) => format!("{} : {}", expr(k, quote), expr(v, quote)),
+                        SetItem::Mapping(k, v) => {
+                            format!("{} : {}", expr(k, quote), expr(v, quote))
+                        }
                         other => unsupported!(other),
                     })
                     .collect();
@@ -117,7 +119,9 @@ fn statement(s: &Statement) -> String {
             c.packets.unwrap_or(0),
             c.bytes.unwrap_or(0)
         ),
-        Statement::VerdictMap(v) => format!("{} vmap {}", expr(&v.key, false), expr(&v.data, false)),
+        Statement::VerdictMap(v) => {
+            format!("{} vmap {}", expr(&v.key, false), expr(&v.data, false))
+        }
         Statement::Jump(t) => format!("jump {}", t.target),
         Statement::Goto(t) => format!("goto {}", t.target),
         Statement::Accept(_) => "accept".into(),

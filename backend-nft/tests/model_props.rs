@@ -98,7 +98,10 @@ impl Compiled {
                     let mut p = Packet::new_connection(dir, c);
                     p.icmp_checksum = sum;
                     let d = model.evaluate(&p).map_err(|e| {
-                        TestCaseError::fail(format!("{lowering:?} {} {dir:?} {c}: {e}", self.ir.target))
+                        TestCaseError::fail(format!(
+                            "{lowering:?} {} {dir:?} {c}: {e}",
+                            self.ir.target
+                        ))
                     })?;
                     prop_assert_eq!(
                         d.verdict,
@@ -140,7 +143,9 @@ impl<'a> Rulesets<'a> {
         let roles = policy
             .roles
             .keys()
-            .map(|r| Compiled::new(compile(policy, &Target::Role(r.clone())).expect("a role compiles")))
+            .map(|r| {
+                Compiled::new(compile(policy, &Target::Role(r.clone())).expect("a role compiles"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Rulesets {
             policy,
@@ -263,7 +268,12 @@ fn model_semantics_on_hand_written_documents() {
     let m = NftModel::from_document(&doc(&[
         rule(r#"[{"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.0.0.9"}}, {"accept": null}]"#, "not9"),
     ].join(","))).unwrap();
-    assert_eq!(m.decide(Direction::Input, &v4(Proto::Tcp(1))).unwrap().verdict, Accept);
+    assert_eq!(
+        m.decide(Direction::Input, &v4(Proto::Tcp(1)))
+            .unwrap()
+            .verdict,
+        Accept
+    );
     let d = m.decide(Direction::Input, &v6(Proto::Tcp(1))).unwrap();
     assert_eq!((d.verdict, d.comment), (Drop, None), "policy drop");
 
@@ -275,8 +285,20 @@ fn model_semantics_on_hand_written_documents() {
                                   [{"concat": ["icmp", {"range": [0, 65535]}]}, {"goto": {"target": "c"}}]]}}}]"#, "vm"),
         rule(r#"[{"counter": null}, {"reject": null}]"#, "last"),
     ].join(","))).unwrap();
-    assert_eq!(m.decide(Direction::Input, &v4(Proto::Udp(53))).unwrap().comment.as_deref(), Some("in-c"));
-    assert_eq!(m.decide(Direction::Input, &v4(Proto::Tcp(25))).unwrap().comment.as_deref(), Some("vm"));
+    assert_eq!(
+        m.decide(Direction::Input, &v4(Proto::Udp(53)))
+            .unwrap()
+            .comment
+            .as_deref(),
+        Some("in-c")
+    );
+    assert_eq!(
+        m.decide(Direction::Input, &v4(Proto::Tcp(25)))
+            .unwrap()
+            .comment
+            .as_deref(),
+        Some("vm")
+    );
     let d = m.decide(Direction::Input, &v4(Proto::Tcp(31))).unwrap();
     assert_eq!((d.verdict, d.comment.as_deref()), (Reject, Some("last")));
     // goto c, c ends: back to the base chain's caller, i.e. its policy.

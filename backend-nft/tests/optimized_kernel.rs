@@ -152,7 +152,10 @@ fn optimized_rulesets_check_load_and_list_back_exactly() {
             b.apply(&plan).unwrap_or_else(|e| panic!("{what}: {e}"));
             let now = b.read().unwrap().expect("installed");
             let drift = b.drift(Some(&NftState::from_artefact(&a)), Some(&now));
-            assert!(drift.is_empty(), "{what}: listed differs: {drift:#?}\n{text}");
+            assert!(
+                drift.is_empty(),
+                "{what}: listed differs: {drift:#?}\n{text}"
+            );
             assert_eq!(
                 b.plan(&a, Some(&now)).unwrap().kind(),
                 NftPlanKind::Unchanged,
@@ -162,7 +165,10 @@ fn optimized_rulesets_check_load_and_list_back_exactly() {
             nft.apply_text(&a)
                 .unwrap_or_else(|e| panic!("{what}: nft -f: {e}"));
             let again = b.read().unwrap().expect("installed");
-            assert!(b.drift(Some(&now), Some(&again)).is_empty(), "{what}: text and JSON differ");
+            assert!(
+                b.drift(Some(&now), Some(&again)).is_empty(),
+                "{what}: text and JSON differ"
+            );
             n += 1;
         }
         b.remove().unwrap();
@@ -185,7 +191,12 @@ fn optimized_rulesets_enforce_the_examples_on_the_kernel() {
             Nft::in_netns(ns).apply_json(&a).map_err(|e| e.to_string())
         };
         let report = microseg_verify::verify(&policy, &install).unwrap();
-        assert!(report.ok(), "{file}: {} mismatches\n{}", report.mismatches(), report.to_text());
+        assert!(
+            report.ok(),
+            "{file}: {} mismatches\n{}",
+            report.mismatches(),
+            report.to_text()
+        );
         eprintln!("{file}: optimized lowering verified on the kernel");
     }
 }

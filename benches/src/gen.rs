@@ -6,7 +6,8 @@
 //! ```
 //! use microseg_benches::gen::{policy_doc, SIZE_S};
 //! let doc = policy_doc(&SIZE_S, 7);
-//! assert_eq!(doc.roles.len(), 10);
+//! // Ten roles, plus the infrastructure's: admins, backup, jump, monitoring.
+//! assert_eq!(doc.roles.len(), 14);
 //! assert_eq!(doc.flows.len(), 100);
 //! // Same seed, same estate.
 //! assert_eq!(doc, policy_doc(&SIZE_S, 7));
@@ -300,8 +301,10 @@ pub fn policy_doc(size: &Size, seed: u64) -> PolicyDoc {
         ..PolicyDoc::default()
     };
     for (name, specs) in SERVICES {
-        doc.services
-            .insert(name.to_string(), specs.iter().map(|s| s.to_string()).collect());
+        doc.services.insert(
+            name.to_string(),
+            specs.iter().map(|s| s.to_string()).collect(),
+        );
     }
     let per_role = size.addresses / r;
     let extra = size.addresses % r;
@@ -309,7 +312,13 @@ pub fn policy_doc(size: &Size, seed: u64) -> PolicyDoc {
         let n = per_role + usize::from(i < extra);
         doc.groups.insert(role_name(i), hosts(&mut rng, i, n));
         let egress = (rng.below(20) == 0).then(|| vec!["tcp/443".into(), "udp/123".into()]);
-        doc.roles.insert(role_name(i), RoleDoc { hosts: None, egress });
+        doc.roles.insert(
+            role_name(i),
+            RoleDoc {
+                hosts: None,
+                egress,
+            },
+        );
     }
     // Infrastructure groups.
     let infra = |third: u8, n: u32, v6: u16| -> Vec<String> {
@@ -327,7 +336,9 @@ pub fn policy_doc(size: &Size, seed: u64) -> PolicyDoc {
         doc.roles.insert(g.into(), RoleDoc::default());
     }
     // Zones: a group including up to a hundred roles' groups.
-    let zones: Vec<String> = (0..r.div_ceil(100)).map(|z| format!("zone{z:02}")).collect();
+    let zones: Vec<String> = (0..r.div_ceil(100))
+        .map(|z| format!("zone{z:02}"))
+        .collect();
     for (z, name) in zones.iter().enumerate() {
         let members = (z * 100..((z + 1) * 100).min(r))
             .map(|i| format!("@{}", role_name(i)))
@@ -395,7 +406,11 @@ pub fn policy_doc(size: &Size, seed: u64) -> PolicyDoc {
             }
             _ => {
                 f.from = one(role_name(rng.below(r)));
-                f.to = one(if rng.below(2) == 0 { "backup".into() } else { "jump".into() });
+                f.to = one(if rng.below(2) == 0 {
+                    "backup".into()
+                } else {
+                    "jump".into()
+                });
                 f.services = vec!["backup".into()];
                 if rng.below(3) == 0 {
                     f.action = Some("reject".into());

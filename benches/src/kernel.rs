@@ -1,1 +1,705 @@
-//! placeholder
+//! Kernel benchmarks (root; network namespaces, removed afterwards): apply
+//! versus raw `nft`, an element delta versus a full apply, and the rate of
+//! new TCP connections through the plain and the optimised ruleset of L and
+//! through an empty ruleset.
+//!
+//! ```no_run
+//! let results = microseg_benches::kernel::run(&microseg_benches::kernel::Options::default())?;
+//! println!("{}", results.markdown());
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! Every loop is bounded (a fixed count of connections, each with a 1 s
+//! timeout); traffic goes only between the two namespaces of a
+//! [`microseg_lab::Lab`] (no default route, no link to the host network).
+
+use crate::gen::{self, SIZE_L};
+use crate::measure;
+use crate::pipeline;
+use backend_nft::{Lowering, Nft, NftBackend};
+use microseg_core::backend::Backend;
+use microseg_core::ir::{Direction, HostRuleset};
+use microseg_core::semantics::{Connection, Verdict};
+use microseg_core::{ports::Proto, Policy};
+use microseg_host::{ApplyOptions, Host, Persist, StateDir};
+use microseg_lab::{HostSpec, Lab};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to run.
+///
+/// ```
+/// let o = microseg_benches::kernel::Options::default();
+/// assert_eq!(o.connections, 5000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Connections per configuration and round.
+    pub connections: usize,
+    /// Rounds (configurations interleaved in each).
+    pub rounds: usize,
+    /// Repetitions of each apply measurement.
+    pub applies: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            connections: 5000,
+            rounds: 3,
+            applies: 3,
+        }
+    }
+}
+
+/// One connection-rate configuration.
+///
+/// ```
+/// let r = microseg_benches::kernel::Rate { config: "empty".into(), rules: 0, per_second: 1000.0, rounds: vec![1000.0] };
+/// assert_eq!(r.config, "empty");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// `empty`, `conntrack only`, `plain`, `optimised`.
+    pub config: String,
+    /// Rules a new connection's first packet meets before its verdict on
+    /// the server's input chain (model path), for information.
+    pub rules: usize,
+    /// Median rate over the rounds, connections per second.
+    pub per_second: f64,
+    /// The rate of each round.
+    pub rounds: Vec<f64>,
+}
+
+/// Everything the kernel benchmarks measured.
+///
+/// ```no_run
+/// # let k: microseg_benches::kernel::KernelResults = unimplemented!();
+/// println!("{}", k.markdown());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelResults {
+    /// The role applied (the hub of L).
+    pub role: String,
+    /// Its set elements.
+    pub elements: usize,
+    /// Bytes of its compact nft JSON.
+    pub json_bytes: usize,
+    /// Raw `nft -j -f -` of the document, table absent (median, ms).
+    pub raw_fresh_ms: f64,
+    /// `microseg` apply (render, read, plan, snapshot, apply, record), table absent (ms).
+    pub apply_fresh_ms: f64,
+    /// Raw `nft -j -f -` replacing an installed table of another structure (ms).
+    pub raw_replace_ms: f64,
+    /// `microseg` apply replacing an installed table of another structure (ms).
+    pub apply_replace_ms: f64,
+    /// Of an apply: reading the installed table (`nft -j list table`), ms.
+    pub read_ms: f64,
+    /// `microseg` apply of a one-address change: an element delta (ms).
+    pub delta_ms: f64,
+    /// The same delta's `nft -j -f -` transaction alone (ms).
+    pub raw_delta_ms: f64,
+    /// What the delta changed (from the plan).
+    pub delta_plan: String,
+    /// Server address, client address and port of the connection-rate test.
+    pub connection: String,
+    /// Connection rates.
+    pub rates: Vec<Rate>,
+}
+
+impl KernelResults {
+    /// The kernel section of the scaling report, with the targets.
+    ///
+    /// ```no_run
+    /// # let k: microseg_benches::kernel::KernelResults = unimplemented!();
+    /// assert!(k.markdown().contains("raw nft"));
+    /// ```
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "Role `{}` of L: {} set elements, {:.1} MB of nft JSON. Each figure is the median \
+             of the runs; `microseg apply` is `Host::apply` (render from the IR, read the \
+             installed table, plan, snapshot and records in a temporary state directory, one \
+             `nft -j -f -` transaction), persistence off.\n",
+            self.role,
+            self.elements,
+            self.json_bytes as f64 / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "| measurement | raw nft | microseg apply | ratio | target |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---|");
+        let _ = writeln!(
+            o,
+            "| full apply, table absent | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
+            self.raw_fresh_ms,
+            self.apply_fresh_ms,
+            self.apply_fresh_ms / self.raw_fresh_ms
+        );
+        let _ = writeln!(
+            o,
+            "| full apply, replacing another ruleset | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
+            self.raw_replace_ms,
+            self.apply_replace_ms,
+            self.apply_replace_ms / self.raw_replace_ms
+        );
+        let _ = writeln!(
+            o,
+            "| one-address change (element delta) vs full apply | — | {:.0} ms vs {:.0} ms | {:.0}× faster | ≥ 50× |",
+            self.delta_ms,
+            self.apply_replace_ms,
+            self.apply_replace_ms / self.delta_ms
+        );
+        let _ = writeln!(
+            o,
+            "| one-address change: its nft transaction alone vs a full load | {:.0} ms vs {:.0} ms | — | {:.0}× faster | (≥ 50×) |",
+            self.raw_delta_ms,
+            self.raw_replace_ms,
+            self.raw_replace_ms / self.raw_delta_ms
+        );
+        let _ = writeln!(
+            o,
+            "\nOf an apply, reading the installed table (`nft -j list table`) takes {:.0} ms. The \
+             delta's plan: {}\n",
+            self.read_ms,
+            self.delta_plan.trim()
+        );
+        let empty = self
+            .rates
+            .iter()
+            .find(|r| r.config == "empty")
+            .map_or(1.0, |r| r.per_second);
+        let _ = writeln!(
+            o,
+            "New TCP connections between two namespaces ({}), connect + RST close, one at a \
+             time, bounded count (an attempt unanswered within 200 ms is retried and its wait \
+             not counted); the client's role ruleset on its output hook and the server's on its \
+             input hook:\n",
+            self.connection
+        );
+        let _ = writeln!(o, "| ruleset | rules before the verdict (server input) | connections/s (median) | rounds | vs empty |");
+        let _ = writeln!(o, "|---|---:|---:|---|---:|");
+        for r in &self.rates {
+            let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {} | {:.0}% |",
+                r.config,
+                r.rules,
+                r.per_second,
+                rounds.join(", "),
+                100.0 * r.per_second / empty
+            );
+        }
+        o
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A network namespace for the apply benchmarks, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns, String> {
+        let name = format!("msbench-{}-{tag}", std::process::id());
+        sh("ip", &["netns", "add", &name], None)?;
+        Ok(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(cmd: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs every kernel benchmark (needs root).
+///
+/// ```no_run
+/// let k = microseg_benches::kernel::run(&Default::default())?;
+/// assert!(k.rates.len() >= 3);
+/// # Ok::<(), String>(())
+/// ```
+pub fn run(opts: &Options) -> Result<KernelResults, String> {
+    let doc = gen::policy_doc(&SIZE_L, gen::SEED);
+    let policy = pipeline::parse(&gen::to_json(&doc));
+    let role = "r0000";
+    let hub = pipeline::compile_role(&policy, role);
+    let elements = hub
+        .sets
+        .values()
+        .map(|s| s.addrs.v4.ranges().len() + s.addrs.v6.ranges().len())
+        .sum();
+    let plain = Lowering::Plain.render(&hub).map_err(|e| e.to_string())?;
+    let json = backend_nft::to_json_compact(&plain);
+    eprintln!(
+        "kernel: {role} of L, {elements} set elements, {} bytes of JSON",
+        json.len()
+    );
+
+    // --- apply vs raw nft -------------------------------------------------
+    let ns = Netns::new("apply")?;
+    let nft = Nft::in_netns(&ns.0);
+    let state_dir = std::env::temp_dir().join(format!("msbench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let host = Host::new(
+        NftBackend::new(nft.clone(), &policy.table),
+        StateDir::resolve(Some(state_dir.clone())),
+    );
+    let apply_opts = ApplyOptions {
+        persist: Persist::Off,
+        ..ApplyOptions::default()
+    };
+    let remove = || NftBackend::new(nft.clone(), &policy.table).remove();
+    let other = Lowering::Optimized
+        .render(&hub)
+        .map_err(|e| e.to_string())?;
+    let (mut raw_fresh, mut apply_fresh, mut raw_replace, mut apply_replace, mut read) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let raw = |doc: &str| -> Result<f64, String> {
+        let t = Instant::now();
+        sh(
+            "ip",
+            &["netns", "exec", &ns.0, "nft", "-j", "-f", "-"],
+            Some(doc),
+        )?;
+        Ok(ms(t.elapsed()))
+    };
+    let other_json = backend_nft::to_json_compact(&other);
+    for i in 0..opts.applies {
+        eprintln!("kernel: apply round {}", i + 1);
+        remove().map_err(|e| e.to_string())?;
+        raw_fresh.push(raw(&json)?);
+        remove().map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        apply_fresh.push(ms(t.elapsed()));
+        // Replace: another structure installed first (the optimised lowering).
+        raw(&other_json)?;
+        raw_replace.push(raw(&json)?);
+        raw(&other_json)?;
+        let t = Instant::now();
+        let report = host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        apply_replace.push(ms(t.elapsed()));
+        if report.plan != microseg_host::PlanKind::Replace {
+            return Err(format!("expected a replacement, got {}", report.plan));
+        }
+        let t = Instant::now();
+        let backend = NftBackend::new(nft.clone(), &policy.table);
+        let _ = backend.read().map_err(|e| e.to_string())?;
+        read.push(ms(t.elapsed()));
+    }
+
+    // --- one-address change: element delta --------------------------------
+    let mut deltas = vec![];
+    let mut raw_deltas = vec![];
+    let mut delta_plan = String::new();
+    for i in 0..opts.applies {
+        // A free address at the end of role r0005's block, away from its entries.
+        let mut changed = doc.clone();
+        let extra = format!("10.0.23.{}", 200 - 2 * i);
+        changed
+            .groups
+            .get_mut("r0005")
+            .ok_or("no group r0005")?
+            .push(extra);
+        let p2 = Policy::from_doc(changed).map_err(|e| e.to_string())?;
+        let rs2 = pipeline::compile_role(&p2, role);
+        // The delta's transaction alone, then back.
+        let backend = NftBackend::new(nft.clone(), &policy.table);
+        let desired = Lowering::Plain.render(&rs2).map_err(|e| e.to_string())?;
+        let current = backend.read().map_err(|e| e.to_string())?;
+        let plan = backend
+            .plan(&desired, current.as_ref())
+            .map_err(|e| e.to_string())?;
+        raw_deltas.push(raw(&plan.to_json().ok_or("an empty plan")?)?);
+        let now = backend.read().map_err(|e| e.to_string())?;
+        let back = backend
+            .plan(&plain, now.as_ref())
+            .map_err(|e| e.to_string())?;
+        raw(&back.to_json().ok_or("an empty plan")?)?;
+        let t = Instant::now();
+        let report = host.apply(&rs2, &apply_opts).map_err(|e| e.to_string())?;
+        deltas.push(ms(t.elapsed()));
+        if report.plan != microseg_host::PlanKind::Incremental {
+            return Err(format!(
+                "expected an element delta, got {}:\n{}",
+                report.plan, report.plan_text
+            ));
+        }
+        delta_plan = report
+            .plan_text
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Back to the original, also as a delta.
+        host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+    }
+    let _ = std::fs::remove_dir_all(&state_dir);
+    drop(ns);
+
+    // --- connection rate --------------------------------------------------
+    let (server, client, port, client_role) = pick_connection(&policy, &hub)?;
+    let client_rs = pipeline::compile_role(&policy, &client_role);
+    eprintln!("kernel: connections {client} ({client_role}) -> {server} ({role}) tcp/{port}");
+    let rates = connection_rates(opts, &hub, &client_rs, server, client, port)?;
+    Ok(KernelResults {
+        role: role.into(),
+        elements,
+        json_bytes: json.len(),
+        raw_fresh_ms: median(raw_fresh),
+        apply_fresh_ms: median(apply_fresh),
+        raw_replace_ms: median(raw_replace),
+        apply_replace_ms: median(apply_replace),
+        read_ms: median(read),
+        delta_ms: median(deltas),
+        raw_delta_ms: median(raw_deltas),
+        delta_plan,
+        connection: format!("{client} ({client_role}) → {server} ({role}) tcp/{port}"),
+        rates,
+    })
+}
+
+/// The allowed IPv4 TCP connection into the hub whose deciding rule sits
+/// deepest in the hub's input chain (the plain lowering's worst case among
+/// allowed connections), from a host of exactly one role.
+fn pick_connection(
+    policy: &Policy,
+    hub: &HostRuleset,
+) -> Result<(IpAddr, IpAddr, u16, String), String> {
+    let server = hub
+        .hosts
+        .ranges_v4()
+        .next()
+        .map(|(a, _)| IpAddr::V4(a))
+        .ok_or("the hub has no IPv4 host")?;
+    let mut best: Option<(usize, IpAddr, u16, String)> = None;
+    for (i, rule) in hub.input.iter().enumerate().rev() {
+        let microseg_core::ir::RuleMatch::Packet(m) = &rule.matches else {
+            continue;
+        };
+        let (microseg_core::ir::ProtoMatch::Tcp(ports), Some(src)) = (&m.proto, &m.src) else {
+            continue;
+        };
+        if rule.verdict != Verdict::Accept {
+            continue;
+        }
+        let Some(set) = hub.sets.get(src) else {
+            continue;
+        };
+        let Some((a, _)) = set.addrs.ranges_v4().next() else {
+            continue;
+        };
+        let client = IpAddr::V4(a);
+        let Some(port) = ports.first() else { continue };
+        let roles = policy.roles_of(client);
+        if roles.len() != 1 || client == server {
+            continue;
+        }
+        let c = Connection::new(client, server, Proto::Tcp(port));
+        let hit = hub.decide(Direction::Input, &c);
+        if hit.rule != Some(i) || !policy.decide(&c).allowed() {
+            continue;
+        }
+        best = Some((i, client, port, roles[0].name.clone()));
+        break;
+    }
+    let (_, client, port, role) = best.ok_or("no allowed TCP connection into the hub")?;
+    Ok((server, client, port, role))
+}
+
+/// A connection-rate configuration: name, (server, client) documents, rules met.
+type Config = (&'static str, Option<(String, String)>, usize);
+
+fn connection_rates(
+    opts: &Options,
+    server_rs: &HostRuleset,
+    client_rs: &HostRuleset,
+    server: IpAddr,
+    client: IpAddr,
+    port: u16,
+) -> Result<Vec<Rate>, String> {
+    let lab = Lab::new(&[
+        HostSpec::new("server", [server]),
+        HostSpec::new("client", [client]),
+    ])
+    .map_err(|e| e.to_string())?;
+    let sns = lab
+        .netns_name("server")
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let cns = lab
+        .netns_name("client")
+        .map_err(|e| e.to_string())?
+        .to_string();
+    // Short CLOSE timeouts so that bounded runs do not fill conntrack.
+    for ns in [&sns, &cns] {
+        let _ = sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.netfilter.nf_conntrack_tcp_timeout_close=1",
+            ],
+            None,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = SocketAddr::new(server, port);
+    let server_thread = {
+        let (stop, sns) = (Arc::clone(&stop), sns.clone());
+        std::thread::spawn(move || -> Result<(), String> {
+            enter(&sns)?;
+            let l = TcpListener::bind(SocketAddr::new(
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                port,
+            ))
+            .map_err(|e| e.to_string())?;
+            for s in l.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                drop(s);
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let configs: Vec<Config> = {
+        let ct_only = |table: &str| {
+            format!(
+                r#"{{"nftables": [{{"add": {{"table": {{"family": "inet", "name": "{table}"}}}}}},
+                {{"add": {{"chain": {{"family": "inet", "table": "{table}", "name": "input", "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}}}}},
+                {{"add": {{"chain": {{"family": "inet", "table": "{table}", "name": "output", "type": "filter", "hook": "output", "prio": 0, "policy": "accept"}}}}}},
+                {{"add": {{"rule": {{"family": "inet", "table": "{table}", "chain": "input", "expr": [{{"match": {{"op": "in", "left": {{"ct": {{"key": "state"}}}}, "right": ["established", "related"]}}}}, {{"accept": null}}]}}}}}},
+                {{"add": {{"rule": {{"family": "inet", "table": "{table}", "chain": "output", "expr": [{{"match": {{"op": "in", "left": {{"ct": {{"key": "state"}}}}, "right": ["established", "related"]}}}}, {{"accept": null}}]}}}}}}]}}"#
+            )
+        };
+        let doc = |l: Lowering, rs: &HostRuleset| -> Result<String, String> {
+            Ok(backend_nft::to_json_compact(
+                &l.render(rs).map_err(|e| e.to_string())?,
+            ))
+        };
+        // Rules the connection's first packet meets on the server's input hook (the model's count).
+        let c = Connection::new(client, server, Proto::Tcp(port));
+        let met = |l: Lowering| -> usize {
+            l.render(server_rs)
+                .map_err(|e| e.to_string())
+                .and_then(|a| {
+                    backend_nft::model::NftModel::from_document(a.document())
+                        .and_then(|m| m.decide(Direction::Input, &c))
+                        .map_err(|e| e.to_string())
+                })
+                .map_or_else(
+                    |e| {
+                        eprintln!("kernel: model of the {l:?} ruleset: {e}");
+                        0
+                    },
+                    |d| d.rules,
+                )
+        };
+        vec![
+            ("empty", None, 0),
+            (
+                "conntrack only",
+                Some((ct_only(&server_rs.table), ct_only(&client_rs.table))),
+                1,
+            ),
+            (
+                "plain",
+                Some((
+                    doc(Lowering::Plain, server_rs)?,
+                    doc(Lowering::Plain, client_rs)?,
+                )),
+                met(Lowering::Plain),
+            ),
+            (
+                "optimised",
+                Some((
+                    doc(Lowering::Optimized, server_rs)?,
+                    doc(Lowering::Optimized, client_rs)?,
+                )),
+                met(Lowering::Optimized),
+            ),
+        ]
+    };
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let table = server_rs.table.clone();
+    for round in 0..opts.rounds {
+        for (k, (name, docs, _)) in configs.iter().enumerate() {
+            for ns in [&sns, &cns] {
+                let t = format!(
+                    r#"{{"nftables": [{{"add": {{"table": {{"family": "inet", "name": "{table}"}}}}}}, {{"delete": {{"table": {{"family": "inet", "name": "{table}"}}}}}}]}}"#
+                );
+                sh(
+                    "ip",
+                    &["netns", "exec", ns, "nft", "-j", "-f", "-"],
+                    Some(&t),
+                )?;
+            }
+            if let Some((s, c)) = docs {
+                sh(
+                    "ip",
+                    &["netns", "exec", &sns, "nft", "-j", "-f", "-"],
+                    Some(s),
+                )?;
+                sh(
+                    "ip",
+                    &["netns", "exec", &cns, "nft", "-j", "-f", "-"],
+                    Some(c),
+                )?;
+            }
+            std::thread::sleep(Duration::from_millis(1500));
+            let n = opts.connections;
+            let cns2 = cns.clone();
+            let rate = std::thread::spawn(move || -> Result<f64, String> {
+                enter(&cns2)?;
+                // Warm up, then measure.
+                connect_loop(addr, 200)?;
+                let t = Instant::now();
+                let (retries, lost) = connect_loop(addr, n)?;
+                if retries > 0 {
+                    eprintln!("kernel: {retries} connection attempt(s) unanswered, retried ({lost:?} not counted)");
+                }
+                Ok(n as f64 / t.elapsed().saturating_sub(lost).as_secs_f64())
+            })
+            .join()
+            .map_err(|_| "client thread panicked".to_string())??;
+            eprintln!(
+                "kernel: round {} {name}: {rate:.0} connections/s",
+                round + 1
+            );
+            rounds[k].push(rate);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    // Wake the accept loop (no ruleset left that could stop it).
+    let cns2 = cns.clone();
+    let _ = std::thread::spawn(move || {
+        let _ = enter(&cns2);
+        let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    })
+    .join();
+    let _ = server_thread.join();
+    drop(lab);
+    Ok(configs
+        .iter()
+        .zip(rounds)
+        .map(|((name, _, rules), r)| Rate {
+            config: name.to_string(),
+            rules: *rules,
+            per_second: median(r.clone()),
+            rounds: r,
+        })
+        .collect())
+}
+
+/// `n` connections, one at a time; each closed with a reset (no
+/// TIME_WAIT). A connection attempt that gets no answer within 200 ms (a
+/// lost SYN) is retried; more than 1% of them is an error. Returns the
+/// retries and the time spent waiting for them.
+fn connect_loop(addr: SocketAddr, n: usize) -> Result<(usize, Duration), String> {
+    use socket2::{Domain, Socket, Type};
+    let mut retries = 0;
+    let mut lost = Duration::ZERO;
+    for i in 0..n {
+        loop {
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+                .map_err(|e| e.to_string())?;
+            s.set_linger(Some(Duration::ZERO))
+                .map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            match s.connect_timeout(&addr.into(), Duration::from_millis(200)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && retries < n / 100 + 1 => {
+                    retries += 1;
+                    lost += t.elapsed();
+                }
+                Err(e) => return Err(format!("connection {i} to {addr}: {e}")),
+            }
+        }
+    }
+    Ok((retries, lost))
+}
+
+/// Moves the calling thread into a named network namespace.
+fn enter(ns: &str) -> Result<(), String> {
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+}
+
+/// Refuses to run without root, saying why.
+///
+/// ```no_run
+/// microseg_benches::kernel::require_root()?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn require_root() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if euid == "0" {
+        Ok(())
+    } else {
+        Err(format!(
+            "the kernel benchmarks need root (effective uid {euid}): they create network \
+             namespaces and load nftables rules"
+        ))
+    }
+}
+
+/// Peak memory of this process, for the log.
+///
+/// ```
+/// assert!(microseg_benches::kernel::peak_mib() > 0.0);
+/// ```
+pub fn peak_mib() -> f64 {
+    measure::peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+}

@@ -60,7 +60,7 @@ pub fn render_all(rulesets: &[HostRuleset], lowering: Lowering) -> usize {
         .sum()
 }
 
-/// One ruleset's nft JSON text.
+/// One ruleset's nft JSON text, compact (as `apply` hands it to nft).
 ///
 /// ```
 /// # use microseg_benches::{gen, pipeline};
@@ -70,7 +70,7 @@ pub fn render_all(rulesets: &[HostRuleset], lowering: Lowering) -> usize {
 /// ```
 pub fn render_json(rs: &HostRuleset, lowering: Lowering) -> String {
     let a = lowering.render(rs).expect("the synthetic rulesets render");
-    backend_nft::to_json(&a)
+    backend_nft::to_json_compact(&a)
 }
 
 /// Compiles and renders every role one after the other, keeping nothing

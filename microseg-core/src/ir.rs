@@ -347,7 +347,11 @@ struct Spans {
 impl Spans {
     fn of(policy: &Policy) -> Spans {
         Spans {
-            from: policy.flows.iter().map(|f| Span::of(&f.from.addrs)).collect(),
+            from: policy
+                .flows
+                .iter()
+                .map(|f| Span::of(&f.from.addrs))
+                .collect(),
             to: policy.flows.iter().map(|f| Span::of(&f.to.addrs)).collect(),
         }
     }

@@ -338,8 +338,16 @@ pub(crate) fn resolve(
     }
     // One sort of every role's ranges, not a union per role.
     let managed = AddrSet {
-        v4: IntervalSet::from_ranges(roles.values().flat_map(|r| r.hosts.v4.ranges().iter().copied())),
-        v6: IntervalSet::from_ranges(roles.values().flat_map(|r| r.hosts.v6.ranges().iter().copied())),
+        v4: IntervalSet::from_ranges(
+            roles
+                .values()
+                .flat_map(|r| r.hosts.v4.ranges().iter().copied()),
+        ),
+        v6: IntervalSet::from_ranges(
+            roles
+                .values()
+                .flat_map(|r| r.hosts.v6.ranges().iter().copied()),
+        ),
     };
     Ok(Policy {
         doc,
@@ -625,9 +633,13 @@ fn resolve_baseline(doc: &PolicyDoc, table: &str, cx: &mut Ctx) -> Baseline {
 fn resolve_log(s: &LogSettingsDoc, mut log: LogSpec, cx: &mut Ctx) -> LogSpec {
     let p = "baseline.log";
     if let Some(prefix) = &s.prefix {
-        let bad = prefix
-            .chars()
-            .find(|c| !(c.is_ascii_graphic() || *c == ' ') || *c == '"' || *c == '\\' || *c == '$' || *c == '=');
+        let bad = prefix.chars().find(|c| {
+            !(c.is_ascii_graphic() || *c == ' ')
+                || *c == '"'
+                || *c == '\\'
+                || *c == '$'
+                || *c == '='
+        });
         if let Some(c) = bad {
             cx.err(
                 cx.at(&format!("{p}.prefix")),
@@ -714,7 +726,9 @@ pub fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
     };
     if n == 1 && unit == RateUnit::Day {
         // firewalld (and iptables-era limits) refuse 1/day.
-        return Err(format!("log rate \"{s}\" is too slow for the firewalld backend: use 2/day or more"));
+        return Err(format!(
+            "log rate \"{s}\" is too slow for the firewalld backend: use 2/day or more"
+        ));
     }
     Ok((n, unit))
 }
