@@ -156,14 +156,12 @@ pub fn plan_hosts(policy: &Policy) -> Result<Vec<TestHost>, VerifyError> {
         if addrs.is_empty() {
             continue;
         }
-        let target = addrs
-            .iter()
-            .find(|a| policy.managed.contains(**a))
-            .map(|a| Target::Host(*a));
-        let addrs = if target.is_some() {
-            vec![addrs[0]]
-        } else {
-            addrs
+        // A group host with a managed address gets that address alone and the
+        // rules of that host; otherwise it is unmanaged and keeps both families.
+        let managed = addrs.iter().copied().find(|a| policy.managed.contains(*a));
+        let (addrs, target) = match managed {
+            Some(a) => (vec![a], Some(Target::Host(a))),
+            None => (addrs, None),
         };
         hosts.push(TestHost {
             name: g,
