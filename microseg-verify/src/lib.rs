@@ -457,3 +457,39 @@ pub fn verify(policy: &Policy, installer: &dyn Installer) -> Result<Report, Veri
         probes: results,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the sampled kernel property: a group whose IPv4 pick is
+    /// unmanaged but whose IPv6 pick is managed got the IPv4 address with the
+    /// IPv6 host's rules. A test host's address must be its target's.
+    #[test]
+    fn a_group_host_carries_the_address_it_is_compiled_for() {
+        let p = Policy::from_str_as(
+            r#"
+version = 1
+[groups]
+g = ["10.0.2.2", "2001:db8::14c"]
+[roles.ops]
+hosts = ["2001:db8::/118"]
+[[flows]]
+from = "g"
+to = "ops"
+ports = ["tcp/22"]
+"#,
+            microseg_core::document::Format::Toml,
+            None,
+        )
+        .unwrap();
+        let hosts = plan_hosts(&p).unwrap();
+        for h in &hosts {
+            if let Some(Target::Host(a)) = &h.target {
+                assert_eq!(h.addrs, vec![*a], "{h:?}");
+            }
+        }
+        let g = hosts.iter().find(|h| h.name == "g").unwrap();
+        assert!(g.target.is_some(), "g's IPv6 pick is managed: {g:?}");
+    }
+}
