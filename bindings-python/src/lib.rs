@@ -32,7 +32,7 @@ use microseg_core::backend::Renderer;
 use microseg_core::document::Format;
 use microseg_core::ir::{self, HostRuleset, Target};
 use microseg_core::ports::Proto;
-use microseg_core::semantics::{Connection, Decision, SideDecision};
+use microseg_core::semantics::Connection;
 use microseg_core::Policy;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
@@ -125,32 +125,6 @@ fn render(
         out.push('\n');
     }
     Ok(out)
-}
-
-/// The JSON of one side of a decision (as `microseg query --json`).
-fn side_json(s: &Option<SideDecision>) -> serde_json::Value {
-    match s {
-        None => serde_json::Value::Null,
-        Some(s) => serde_json::json!({
-            "verdict": s.verdict.as_str(),
-            "roles": s.roles,
-            "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        }),
-    }
-}
-
-/// The object `microseg query --json` prints.
-fn query_json(c: &Connection, d: &Decision) -> serde_json::Value {
-    serde_json::json!({
-        "from": c.src.to_string(),
-        "to": c.dst.to_string(),
-        "port": c.proto.to_string(),
-        "verdict": if d.allowed() { "allow" } else { "deny" },
-        "action": d.verdict.as_str(),
-        "loopback": d.loopback,
-        "sender": side_json(&d.sender),
-        "receiver": side_json(&d.receiver),
-    })
 }
 
 impl PyPolicy {
@@ -353,7 +327,7 @@ impl PyPolicy {
         let c = Connection::new(src, dst, proto);
         c.validate().map_err(request_error)?;
         let d = self.inner.decide(&c);
-        json_to_py(py, &query_json(&c, &d))
+        json_to_py(py, &d.to_json(&c))
     }
 
     /// Who may reach whom on which ports: the object `microseg matrix --json`

@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use microseg_core::backend::Renderer;
 use microseg_core::ir::{self, Target};
 use microseg_core::ports::Proto;
-use microseg_core::semantics::{Connection, Decision, SideDecision};
+use microseg_core::semantics::Connection;
 use microseg_core::{Policy, Severity};
 use microseg_host::{ApplyOptions, ConfirmOptions, Host, Persist, StateDir, TimerCommand};
 use std::net::IpAddr;
@@ -473,10 +473,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&query_json(&c, &d)).expect("serialises")
+                    serde_json::to_string_pretty(&d.to_json(&c)).expect("serialises")
                 );
             } else {
-                print!("{}", query_text(&c, &d));
+                print!("{}", d.to_text(&c));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -873,61 +873,4 @@ fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError>
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn side_json(s: &Option<SideDecision>) -> serde_json::Value {
-    match s {
-        None => serde_json::Value::Null,
-        Some(s) => serde_json::json!({
-            "verdict": s.verdict.as_str(),
-            "roles": s.roles,
-            "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        }),
-    }
-}
-
-fn query_json(c: &Connection, d: &Decision) -> serde_json::Value {
-    serde_json::json!({
-        "from": c.src.to_string(),
-        "to": c.dst.to_string(),
-        "port": c.proto.to_string(),
-        "verdict": if d.allowed() { "allow" } else { "deny" },
-        "action": d.verdict.as_str(),
-        "loopback": d.loopback,
-        "sender": side_json(&d.sender),
-        "receiver": side_json(&d.receiver),
-    })
-}
-
-fn query_text(c: &Connection, d: &Decision) -> String {
-    let mut out = format!(
-        "{c}: {} ({})\n",
-        if d.allowed() { "ALLOW" } else { "DENY" },
-        d.verdict.as_str()
-    );
-    if d.loopback {
-        out.push_str("  loopback traffic is always accepted\n");
-    }
-    for (label, side, addr) in [
-        ("sender", &d.sender, c.src),
-        ("receiver", &d.receiver, c.dst),
-    ] {
-        match side {
-            None if !d.loopback => out.push_str(&format!(
-                "  {label} {addr}: not managed by the policy (no check)\n"
-            )),
-            None => {}
-            Some(s) => out.push_str(&format!(
-                "  {label} {addr} (roles {}): {} by {}\n",
-                s.roles.join(", "),
-                s.verdict.as_str(),
-                s.reasons
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        }
-    }
-    out
 }

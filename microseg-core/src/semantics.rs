@@ -271,3 +271,73 @@ impl Policy {
         )
     }
 }
+
+fn side_json(s: &Option<SideDecision>) -> serde_json::Value {
+    match s {
+        None => serde_json::Value::Null,
+        Some(s) => serde_json::json!({
+            "verdict": s.verdict.as_str(),
+            "roles": s.roles,
+            "reasons": s.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+impl Decision {
+    /// The object `microseg query --json` prints (and the Python bindings return):
+    /// `verdict` is `allow` or `deny`, `action` the verdict, and each side's
+    /// verdict, roles and reasons.
+    ///
+    /// ```
+    /// use microseg_core::{Policy, document::Format, ports::Proto, semantics::Connection};
+    /// let p = Policy::from_str_as("version = 1\n", Format::Toml, None).unwrap();
+    /// let c = Connection::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), Proto::Tcp(22));
+    /// assert_eq!(p.decide(&c).to_json(&c)["verdict"], "allow");
+    /// ```
+    pub fn to_json(&self, c: &Connection) -> serde_json::Value {
+        serde_json::json!({
+            "from": c.src.to_string(),
+            "to": c.dst.to_string(),
+            "port": c.proto.to_string(),
+            "verdict": if self.allowed() { "allow" } else { "deny" },
+            "action": self.verdict.as_str(),
+            "loopback": self.loopback,
+            "sender": side_json(&self.sender),
+            "receiver": side_json(&self.receiver),
+        })
+    }
+
+    /// The decision and its reasons for people (`microseg query`).
+    pub fn to_text(&self, c: &Connection) -> String {
+        let mut out = format!(
+            "{c}: {} ({})\n",
+            if self.allowed() { "ALLOW" } else { "DENY" },
+            self.verdict.as_str()
+        );
+        if self.loopback {
+            out.push_str("  loopback traffic is always accepted\n");
+        }
+        for (label, side, addr) in [
+            ("sender", &self.sender, c.src),
+            ("receiver", &self.receiver, c.dst),
+        ] {
+            match side {
+                None if !self.loopback => out.push_str(&format!(
+                    "  {label} {addr}: not managed by the policy (no check)\n"
+                )),
+                None => {}
+                Some(s) => out.push_str(&format!(
+                    "  {label} {addr} (roles {}): {} by {}\n",
+                    s.roles.join(", "),
+                    s.verdict.as_str(),
+                    s.reasons
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        out
+    }
+}
