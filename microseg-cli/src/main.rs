@@ -41,6 +41,31 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Writes to stdout; a closed pipe (`microseg … | head`) ends the program
+/// quietly instead of panicking like `print!` does.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(&(format!($($arg)*) + "\n")) };
+}
+
 /// Errors of the command line layer.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -452,9 +477,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if out.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
-            print!("{out}");
+            out!("{out}");
             if !out.ends_with('\n') {
-                println!();
+                outln!("");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -471,12 +496,12 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             c.validate().map_err(CliError::Usage)?;
             let d = p.decide(&c);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&d.to_json(&c)).expect("serialises")
                 );
             } else {
-                print!("{}", d.to_text(&c));
+                out!("{}", d.to_text(&c));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -504,9 +529,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             if json {
                 let v = serde_json::json!({ "ok": report.ok(), "mismatches": report.mismatches(), "report": report });
-                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+                outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
             } else {
-                print!("{}", report.to_text());
+                out!("{}", report.to_text());
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS
@@ -572,19 +597,19 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let host = host(backend, &p.table, &state)?;
             let report = each!(&host, h => h.apply(&rs, &opts))?;
-            print!("{report}");
+            out!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Confirm { state } => {
             let (backend, table) = recorded(&state.dir(), None, None)?;
             let host = host(backend, &table, &state)?;
-            print!("{}", each!(&host, h => h.confirm())?);
+            out!("{}", each!(&host, h => h.confirm())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { backend, state } => {
             let (backend, table) = recorded(&state.dir(), backend, None)?;
             let host = host(backend, &table, &state)?;
-            print!("{}", each!(&host, h => h.rollback())?);
+            out!("{}", each!(&host, h => h.rollback())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status {
@@ -598,9 +623,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let status = each!(&host, h => h.status())?;
             if json {
                 let v = serde_json::json!({ "drifted": status.drifted(), "status": status });
-                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+                outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
             } else {
-                print!("{status}");
+                out!("{status}");
             }
             Ok(if status.drifted() {
                 ExitCode::from(1)
@@ -616,7 +641,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => {
             let (backend, table) = recorded(&state.dir(), backend, table)?;
             let host = host(backend, &table, &state)?;
-            print!("{}", each!(&host, h => h.remove(&persist.choice()))?);
+            out!("{}", each!(&host, h => h.remove(&persist.choice()))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::ConfirmTimer { state_dir, id } => {
@@ -646,9 +671,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let (a, b) = (load(&old)?, load(&new)?);
             let d = microseg_core::diff::diff(&a, &b);
             if json {
-                println!("{}", serde_json::to_string_pretty(&d).expect("serialises"));
+                outln!("{}", serde_json::to_string_pretty(&d).expect("serialises"));
             } else {
-                print!("{}", d.to_text());
+                out!("{}", d.to_text());
             }
             Ok(if exit_code && !d.is_empty() {
                 ExitCode::from(1)
@@ -660,8 +685,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let p = load(&policy)?;
             let g = microseg_graph::graph(&p);
             match format {
-                GraphFormat::Dot => print!("{}", g.to_dot()),
-                GraphFormat::Svg => print!(
+                GraphFormat::Dot => out!("{}", g.to_dot()),
+                GraphFormat::Svg => out!(
                     "{}",
                     g.to_svg().map_err(|e| CliError::Usage(e.to_string()))?
                 ),
@@ -672,9 +697,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let p = load(&policy)?;
             let m = microseg_core::matrix::matrix(&p);
             if json {
-                println!("{}", serde_json::to_string_pretty(&m).expect("serialises"));
+                outln!("{}", serde_json::to_string_pretty(&m).expect("serialises"));
             } else {
-                print!("{}", m.to_text());
+                out!("{}", m.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -807,7 +832,7 @@ fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError>
         Err(microseg_core::Error::Invalid(diags)) => {
             if json {
                 let v = serde_json::json!({ "ok": false, "diagnostics": diags });
-                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+                outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
             } else {
                 for d in &diags {
                     eprintln!("{d}");
@@ -851,12 +876,12 @@ fn check(path: &PathBuf, json: bool, strict: bool) -> Result<ExitCode, CliError>
             "managed_addresses": managed.to_string(),
             "diagnostics": warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
         for w in &warnings {
             eprintln!("{w}");
         }
-        println!(
+        outln!(
             "{}: ok — table {}, {} groups, {} services, {} roles, {} flows, {} managed addresses, {} warning{}",
             path.display(),
             p.table,

@@ -388,3 +388,26 @@ fn diff_reports_exact_classes_with_examples() {
     assert_eq!(same.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&same.stdout).contains("no change"));
 }
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    // `microseg compile … | head -1`: the reader goes away early.
+    let mut child = bin()
+        .args([
+            "compile",
+            &example("dual-stack.toml"),
+            "--role",
+            "web",
+            "--format",
+            "nft-json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
