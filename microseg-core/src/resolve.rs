@@ -501,12 +501,8 @@ fn endpoint(
             "endpoint list is empty: name at least one group, role, address or \"any\"".to_string(),
         );
     }
-    let single = matches!(e, OneOrMany::One(_));
+    // A lone string has no `path[0]` position; endpoint_terms falls back to `path`.
     let mut ep = endpoint_terms(cx, &items, path, groups, Some(roles), true);
-    if single {
-        // A lone string's position is the list's own.
-        let _ = single;
-    }
     ep.terms.dedup();
     ep
 }
