@@ -288,7 +288,7 @@ impl Lowerer<'_> {
                 .ranges_v6()
                 .map(|(a, b)| {
                     interval(u128::from(a), u128::from(b), 128, |x| {
-                        std::net::Ipv6Addr::from(x).to_string()
+                        crate::addr_text::ipv6_text(x)
                     })
                 })
                 .collect(),

@@ -8,6 +8,7 @@ use microseg_core::backend::{Backend, Renderer};
 use microseg_core::ir::HostRuleset;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The nftables backend on a live system: the table `inet <table>` through
@@ -91,24 +92,46 @@ impl NftBackend {
         )
     }
 
+    /// The installed table without the elements of its named sets, from
+    /// the cheap terse ruleset listing ([`Nft::list_ruleset_terse`]); `None`
+    /// when it is not installed. Enough to tell whether the table still has
+    /// a recorded structure ([`NftState::same_structure`]).
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend, NftState};
+    /// # let recorded: NftState = unimplemented!();
+    /// let b = NftBackend::new(Nft::in_netns("lab1"), "microseg");
+    /// if !b.installed_structure()?.is_some_and(|s| s.same_structure(&recorded)) {
+    ///     println!("changed since the last apply");
+    /// }
+    /// # Ok::<(), backend_nft::NftError>(())
+    /// ```
+    pub fn installed_structure(&self) -> Result<Option<NftState>, NftError> {
+        NftState::from_ruleset_listing(&self.table, &self.nft.list_ruleset_terse()?)
+    }
+
     /// Plans the change from `current` to the state `desired` leaves
-    /// (see [`Backend::plan`]); also used to restore snapshots.
-    fn plan_to(
+    /// (see [`Backend::plan`]); also used to restore snapshots. `skeleton`
+    /// is `desired` at least without its set elements
+    /// ([`NftState::skeleton_of`]): the structures are compared first, and
+    /// the elements (`desired()` in full) only when they are equal.
+    fn plan_to<'d>(
         &self,
-        desired: &NftState,
-        replace: NftReplacement,
+        skeleton: &NftState,
+        desired: impl FnOnce() -> Cow<'d, NftState>,
+        replace: impl FnOnce() -> NftReplacement,
         current: Option<&NftState>,
     ) -> Result<NftPlan, NftError> {
-        if desired.table() != self.table {
+        if skeleton.table() != self.table {
             return Err(NftError::TableMismatch {
                 expected: self.table.clone(),
-                found: desired.table().into(),
+                found: skeleton.table().into(),
             });
         }
         let Some(current) = current else {
             return Ok(NftPlan::Replace {
                 table: self.table.clone(),
-                replacement: replace,
+                replacement: replace(),
                 reasons: vec![format!("table inet {} is not installed", self.table)],
             });
         };
@@ -118,13 +141,7 @@ impl NftBackend {
                 found: current.table().into(),
             });
         }
-        let (want, have) = (desired.normal(), current.normal());
-        if want == have {
-            return Ok(NftPlan::Unchanged {
-                table: self.table.clone(),
-            });
-        }
-        let (ws, hs) = (want.structure(), have.structure());
+        let (ws, hs) = (skeleton.structure(), current.structure());
         if ws != hs {
             let reasons = differences(&self.table, Some(&ws), Some(&hs), false)
                 .into_iter()
@@ -132,25 +149,22 @@ impl NftBackend {
                 .collect();
             return Ok(NftPlan::Replace {
                 table: self.table.clone(),
-                replacement: replace,
+                replacement: replace(),
                 reasons,
+            });
+        }
+        let desired = desired();
+        let (want, have) = (desired.normal(), current.normal());
+        if want == have {
+            return Ok(NftPlan::Unchanged {
+                table: self.table.clone(),
             });
         }
         let mut sets = Vec::new();
         for (name, w) in &want.sets {
             let h = &have.sets[name];
-            let add: Vec<Value> = w
-                .elems
-                .iter()
-                .filter(|(k, _)| !h.elems.contains_key(*k))
-                .map(|(_, v)| v.clone())
-                .collect();
-            let delete: Vec<Value> = h
-                .elems
-                .iter()
-                .filter(|(k, _)| !w.elems.contains_key(*k))
-                .map(|(_, v)| v.clone())
-                .collect();
+            let add: Vec<Value> = w.elems.minus(&h.elems).cloned().collect();
+            let delete: Vec<Value> = h.elems.minus(&w.elems).cloned().collect();
             if !add.is_empty() || !delete.is_empty() {
                 sets.push(SetDelta {
                     set: name.clone(),
@@ -176,8 +190,9 @@ impl NftBackend {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum NftReplacement {
-    /// A rendered artefact (its own add + delete + add transaction).
-    Artefact(Box<NftArtefact>),
+    /// A rendered artefact, as its compact nft JSON document (its own
+    /// add + delete + add transaction; see [`to_json_compact`]).
+    Artefact(String),
     /// A snapshot ([`NftState::restore_document`]).
     Snapshot(Box<NftState>),
 }
@@ -325,7 +340,7 @@ impl NftPlan {
                 Some(json!({ "nftables": cmds }).to_string())
             }
             NftPlan::Replace { replacement, .. } => Some(match replacement {
-                NftReplacement::Artefact(a) => to_json_compact(a),
+                NftReplacement::Artefact(json) => json.clone(),
                 NftReplacement::Snapshot(s) => s.restore_document().to_string(),
             }),
         }
@@ -403,9 +418,12 @@ impl Backend for NftBackend {
     /// counter values aside); an element delta when only set elements differ;
     /// else a replacement of the whole table.
     fn plan(&self, desired: &NftArtefact, current: Option<&NftState>) -> Result<NftPlan, NftError> {
+        // Structure first, without the set elements: a replacement needs no
+        // element comparison (100,000s of them in a large estate).
         self.plan_to(
-            &NftState::from_artefact(desired),
-            NftReplacement::Artefact(Box::new(desired.clone())),
+            &NftState::skeleton_of(desired),
+            || Cow::Owned(NftState::from_artefact(desired)),
+            || NftReplacement::Artefact(to_json_compact(desired)),
             current,
         )
     }
@@ -427,7 +445,8 @@ impl Backend for NftBackend {
                 let current = self.read()?;
                 let plan = self.plan_to(
                     s,
-                    NftReplacement::Snapshot(Box::new(s.clone())),
+                    || Cow::Borrowed(s),
+                    || NftReplacement::Snapshot(Box::new(s.clone())),
                     current.as_ref(),
                 )?;
                 self.apply(&plan)

@@ -69,7 +69,6 @@ use nftables::stmt::{JumpTarget, Reject, RejectType, Statement, VerdictMap};
 use nftables::types::NfFamily;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv6Addr;
 
 /// The whole transaction of the optimised lowering.
 pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError> {
@@ -577,7 +576,7 @@ impl Decision {
     fn show(&self, x: u128) -> String {
         match self.fam {
             Family::V4 => lower::ipv4_text(x as u32),
-            Family::V6 => Ipv6Addr::from(x).to_string(),
+            Family::V6 => crate::addr_text::ipv6_text(x),
         }
     }
 

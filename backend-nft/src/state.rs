@@ -5,6 +5,7 @@ use crate::{text, NftArtefact, NftError};
 use nftables::stmt::Statement;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -104,6 +105,71 @@ impl NftState {
         })
     }
 
+    /// The policy's table in a whole-ruleset listing (`nft -t -j list
+    /// ruleset`, see [`Nft::list_ruleset_terse`](crate::Nft::list_ruleset_terse)):
+    /// its objects, skipping every other table's; `None` when the table is
+    /// not in the listing. From a terse listing the named sets come without
+    /// elements: only [`NftState::same_structure`] is meaningful then.
+    ///
+    /// ```
+    /// let listing = serde_json::json!({"nftables": [
+    ///     {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+    ///     {"table": {"family": "ip", "name": "other", "handle": 1}},
+    ///     {"table": {"family": "inet", "name": "ms", "handle": 7}},
+    ///     {"chain": {"family": "ip", "table": "other", "name": "c", "handle": 1}}]});
+    /// let s = backend_nft::NftState::from_ruleset_listing("ms", &listing).unwrap().unwrap();
+    /// assert_eq!(s.objects().len(), 1);
+    /// assert!(backend_nft::NftState::from_ruleset_listing("gone", &listing).unwrap().is_none());
+    /// ```
+    pub fn from_ruleset_listing(
+        table: &str,
+        listing: &Value,
+    ) -> Result<Option<NftState>, NftError> {
+        let objects = listing
+            .get("nftables")
+            .and_then(Value::as_array)
+            .ok_or_else(|| NftError::State {
+                table: table.into(),
+                message: "the listing has no \"nftables\" array".into(),
+            })?;
+        let ours: Vec<Value> = objects
+            .iter()
+            .filter(|o| {
+                single_entry(o).is_some_and(|(kind, body)| {
+                    let name = match kind {
+                        "metainfo" => return false,
+                        "table" => body.get("name"),
+                        _ => body.get("table"),
+                    };
+                    name.and_then(Value::as_str) == Some(table)
+                        && body.get("family").and_then(Value::as_str) == Some("inet")
+                })
+            })
+            .cloned()
+            .collect();
+        if ours.is_empty() {
+            return Ok(None);
+        }
+        NftState::from_listing(table, &json!({ "nftables": ours })).map(Some)
+    }
+
+    /// Whether two states have the same table, chains, rules (in order) and
+    /// set definitions, whatever their set elements, handles and counter
+    /// values: what an element delta cannot change.
+    ///
+    /// ```
+    /// let a = serde_json::json!({"nftables": [{"table": {"family": "inet", "name": "ms"}},
+    ///     {"set": {"family": "inet", "table": "ms", "name": "s", "type": "ipv4_addr", "elem": ["10.0.0.1"]}}]});
+    /// let b = serde_json::json!({"nftables": [{"table": {"family": "inet", "name": "ms", "handle": 4}},
+    ///     {"set": {"family": "inet", "table": "ms", "name": "s", "type": "ipv4_addr", "handle": 2}}]});
+    /// let (a, b) = (backend_nft::NftState::from_listing("ms", &a).unwrap(),
+    ///               backend_nft::NftState::from_listing("ms", &b).unwrap());
+    /// assert!(a.same_structure(&b));
+    /// ```
+    pub fn same_structure(&self, other: &NftState) -> bool {
+        self.table == other.table && self.structure() == other.structure()
+    }
+
     /// The state an artefact leaves once loaded, in the form `nft -j list`
     /// shows it (what [`NftBackend`](crate::NftBackend) compares against:
     /// for every rule the lowering makes, the two agree up to handles,
@@ -119,19 +185,70 @@ impl NftState {
     /// ```
     pub fn from_artefact(artefact: &NftArtefact) -> NftState {
         let doc = serde_json::to_value(artefact.document()).unwrap_or(Value::Null);
-        let cmds = doc
-            .get("nftables")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let cmds = match doc {
+            Value::Object(mut m) => match m.remove("nftables") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         // Only what follows the last `delete table` of this table is the result.
         let start = cmds
             .iter()
             .rposition(|c| c.get("delete").and_then(|d| d.get("table")).is_some())
             .map_or(0, |i| i + 1);
-        let objects = cmds[start..]
+        let objects = cmds
+            .into_iter()
+            .skip(start)
+            .filter_map(|c| match c {
+                Value::Object(mut m) => m.remove("add"),
+                _ => None,
+            })
+            .collect();
+        NftState {
+            table: artefact.table().into(),
+            objects,
+        }
+    }
+
+    /// [`NftState::from_artefact`] without the elements of named sets: the
+    /// part an element delta cannot change, far cheaper to build for sets of
+    /// 100,000s of elements.
+    pub(crate) fn skeleton_of(artefact: &NftArtefact) -> NftState {
+        use nftables::schema::{NfCmd, NfListObject, NfObject, Set};
+        let objects = artefact.document().objects.as_ref();
+        let start = objects
             .iter()
-            .filter_map(|c| c.get("add").cloned())
+            .rposition(|o| {
+                matches!(
+                    o,
+                    NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+                )
+            })
+            .map_or(0, |i| i + 1);
+        let objects = objects[start..]
+            .iter()
+            .filter_map(|o| match o {
+                NfObject::CmdObject(NfCmd::Add(NfListObject::Set(set))) => {
+                    let header = Set {
+                        family: set.family,
+                        table: set.table.clone(),
+                        name: set.name.clone(),
+                        handle: set.handle,
+                        set_type: set.set_type.clone(),
+                        policy: set.policy,
+                        flags: set.flags.clone(),
+                        elem: None,
+                        timeout: set.timeout,
+                        gc_interval: set.gc_interval,
+                        size: set.size,
+                        comment: set.comment.clone(),
+                    };
+                    serde_json::to_value(NfListObject::Set(Box::new(header))).ok()
+                }
+                NfObject::CmdObject(NfCmd::Add(obj)) => serde_json::to_value(obj).ok(),
+                _ => None,
+            })
             .collect();
         NftState {
             table: artefact.table().into(),
@@ -234,8 +351,13 @@ impl NftState {
     }
 
     /// The normal form: what plans and drift compare.
-    pub(crate) fn normal(&self) -> Normal {
-        Normal::of(&self.objects)
+    pub(crate) fn normal(&self) -> Normal<'_> {
+        Normal::of(&self.objects, true)
+    }
+
+    /// The normal form without set elements.
+    pub(crate) fn structure(&self) -> Normal<'_> {
+        Normal::of(&self.objects, false)
     }
 }
 
@@ -342,11 +464,40 @@ fn typed_reject(mut rule: Value) -> Value {
     rule
 }
 
-/// A set: its definition and its elements (canonical text → element as listed).
+/// A set's elements by comparison key, sorted, each key once: borrowed from
+/// the state, since a set may hold 100,000s of them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Elems<'a>(Vec<(Cow<'a, str>, &'a Value)>);
+
+impl<'a> Elems<'a> {
+    fn of(elems: &'a [Value]) -> Elems<'a> {
+        let mut v: Vec<(Cow<'a, str>, &'a Value)> =
+            elems.iter().map(|e| (element_key(e), e)).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Elems(v)
+    }
+
+    /// The elements of `self` that `other` lacks, in key order.
+    pub(crate) fn minus<'b>(
+        &'b self,
+        other: &'b Elems<'_>,
+    ) -> impl Iterator<Item = &'a Value> + 'b {
+        let mut j = 0;
+        self.0.iter().filter_map(move |(k, v)| {
+            while j < other.0.len() && other.0[j].0 < *k {
+                j += 1;
+            }
+            (j >= other.0.len() || other.0[j].0 != *k).then_some(*v)
+        })
+    }
+}
+
+/// A set: its definition and its elements.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NormalSet {
+pub(crate) struct NormalSet<'a> {
     pub(crate) header: Value,
-    pub(crate) elems: BTreeMap<String, Value>,
+    pub(crate) elems: Elems<'a>,
 }
 
 /// A chain: its definition and its rules in order.
@@ -358,41 +509,49 @@ pub(crate) struct NormalChain {
 
 /// A table in normal form.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Normal {
+pub(crate) struct Normal<'a> {
     pub(crate) table: Value,
-    pub(crate) sets: BTreeMap<String, NormalSet>,
+    pub(crate) sets: BTreeMap<String, NormalSet<'a>>,
     pub(crate) chains: BTreeMap<String, NormalChain>,
     /// Other objects (maps, named counters, flowtables…), by kind and name.
     pub(crate) other: BTreeMap<String, Value>,
 }
 
-impl Normal {
-    fn of(objects: &[Value]) -> Normal {
+impl<'a> Normal<'a> {
+    /// The normal form of `objects`; without the set elements unless `elements`.
+    fn of(objects: &'a [Value], elements: bool) -> Normal<'a> {
         let mut n = Normal::default();
         let mut orphan_rules = Vec::new();
         for o in objects {
             let Some((kind, body)) = single_entry(o) else {
                 continue;
             };
-            let body = canonical(body);
             let name = body
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            if kind == "set" {
+                // The elements apart: only the header needs the canonical form.
+                let header = match body {
+                    Value::Object(m) => canonical(&Value::Object(
+                        m.iter()
+                            .filter(|(k, _)| k.as_str() != "elem")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    )),
+                    other => canonical(other),
+                };
+                let elems = match body.get("elem").and_then(Value::as_array) {
+                    Some(a) if elements => Elems::of(a),
+                    _ => Elems::default(),
+                };
+                n.sets.insert(name, NormalSet { header, elems });
+                continue;
+            }
+            let body = canonical(body);
             match kind {
                 "table" => n.table = body,
-                "set" => {
-                    let mut header = body.clone();
-                    let elems = header
-                        .as_object_mut()
-                        .and_then(|m| m.remove("elem"))
-                        .and_then(|e| e.as_array().cloned())
-                        .unwrap_or_default();
-                    // Listed with its name, an unnamed counter etc.: compare canonically.
-                    let elems = elems.into_iter().map(|e| (e.to_string(), e)).collect();
-                    n.sets.insert(name, NormalSet { header, elems });
-                }
                 "chain" => {
                     n.chains.insert(
                         name,
@@ -425,16 +584,6 @@ impl Normal {
         }
         n
     }
-
-    /// The same table with every set emptied: equal for two tables iff they
-    /// differ at most in set elements.
-    pub(crate) fn structure(&self) -> Normal {
-        let mut n = self.clone();
-        for s in n.sets.values_mut() {
-            s.elems.clear();
-        }
-        n
-    }
 }
 
 /// One difference between the expected and the installed table.
@@ -454,6 +603,20 @@ pub struct NftDifference {
 impl fmt::Display for NftDifference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.object, self.detail)
+    }
+}
+
+/// The key an element is compared by: its text for addresses, prefixes and
+/// ranges (cheap, and the same for the lowering's and nft's spelling), its
+/// JSON otherwise (an element with a counter, a concatenation, a map entry).
+fn element_key(e: &Value) -> Cow<'_, str> {
+    match e {
+        Value::String(s) => Cow::Borrowed(s),
+        _ if e.get("prefix").is_some() || e.get("range").is_some() => {
+            // Kept apart from plain strings: `{"prefix": …}` never prints as one.
+            Cow::Owned(format!("\u{1}{}", element_text(e)))
+        }
+        _ => Cow::Owned(format!("\u{2}{e}")),
     }
 }
 
@@ -545,18 +708,8 @@ pub(crate) fn differences(
             ));
         }
         if with_elements {
-            let missing: Vec<String> = w
-                .elems
-                .iter()
-                .filter(|(k, _)| !h.elems.contains_key(*k))
-                .map(|(_, v)| element_text(v))
-                .collect();
-            let extra: Vec<String> = h
-                .elems
-                .iter()
-                .filter(|(k, _)| !w.elems.contains_key(*k))
-                .map(|(_, v)| element_text(v))
-                .collect();
+            let missing: Vec<String> = w.elems.minus(&h.elems).map(element_text).collect();
+            let extra: Vec<String> = h.elems.minus(&w.elems).map(element_text).collect();
             if !missing.is_empty() {
                 out.push(diff(
                     object.clone(),
@@ -631,28 +784,48 @@ enum RuleChange {
 /// The rules only in `want` (missing, with their position there) and only in
 /// `have` (extra, with their position there), by a longest common subsequence.
 fn rule_diff<'a>(want: &'a [Value], have: &'a [Value]) -> Vec<(usize, RuleChange, &'a Value)> {
-    let (n, m) = (want.len(), have.len());
-    // lcs[i][j]: LCS length of want[i..] and have[j..].
+    // The common head and tail first: a policy change touches a few rules
+    // of chains that may hold thousands.
+    let head = want.iter().zip(have).take_while(|(w, h)| w == h).count();
+    let tail = want[head..]
+        .iter()
+        .rev()
+        .zip(have[head..].iter().rev())
+        .take_while(|(w, h)| w == h)
+        .count();
+    let (want_mid, have_mid) = (
+        &want[head..want.len() - tail],
+        &have[head..have.len() - tail],
+    );
+    let (n, m) = (want_mid.len(), have_mid.len());
+    let mut out = Vec::new();
+    // Beyond a few million cells, everything in between counts as changed.
+    if n.saturating_mul(m) > 4_000_000 {
+        out.extend((0..m).map(|j| (head + j, RuleChange::Extra, &have_mid[j])));
+        out.extend((0..n).map(|i| (head + i, RuleChange::Missing, &want_mid[i])));
+        return out;
+    }
+    // lcs[i][j]: LCS length of want_mid[i..] and have_mid[j..].
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if want[i] == have[j] {
+            lcs[i][j] = if want_mid[i] == have_mid[j] {
                 lcs[i + 1][j + 1] + 1
             } else {
                 lcs[i + 1][j].max(lcs[i][j + 1])
             };
         }
     }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    let (mut i, mut j) = (0, 0);
     while i < n || j < m {
-        if i < n && j < m && want[i] == have[j] {
+        if i < n && j < m && want_mid[i] == have_mid[j] {
             i += 1;
             j += 1;
         } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push((j, RuleChange::Extra, &have[j]));
+            out.push((head + j, RuleChange::Extra, &have_mid[j]));
             j += 1;
         } else {
-            out.push((i, RuleChange::Missing, &want[i]));
+            out.push((head + i, RuleChange::Missing, &want_mid[i]));
             i += 1;
         }
     }
@@ -697,6 +870,27 @@ mod tests {
             ),
             "icmpx"
         );
+    }
+
+    #[test]
+    fn rule_diff_of_long_chains_reports_only_the_change_at_its_place() {
+        let have: Vec<Value> = (0..5000).map(|i| json!(i)).collect();
+        let mut want = have.clone();
+        want.insert(2500, json!("new"));
+        want.remove(4000);
+        let d = rule_diff(&want, &have);
+        assert_eq!(
+            d.iter()
+                .map(|(p, k, r)| (*p, *k, r.to_string()))
+                .collect::<Vec<_>>(),
+            [
+                (2500, RuleChange::Missing, "\"new\"".to_string()),
+                (3999, RuleChange::Extra, "3999".to_string())
+            ]
+        );
+        // Everything differs: no quadratic table, everything reported.
+        let other: Vec<Value> = (0..5000).map(|i| json!(-i - 1)).collect();
+        assert_eq!(rule_diff(&other, &have).len(), 10_000);
     }
 
     #[test]

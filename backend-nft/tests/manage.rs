@@ -12,80 +12,27 @@ use microseg_core::backend::{Backend, Renderer};
 use microseg_core::document::Format;
 use microseg_core::ir::{compile, compile_all_roles, Target};
 use microseg_core::Policy;
+use microseg_lab::Netns;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert!(
-        euid == "0",
-        "backend-nft/tests/manage.rs needs root (effective uid {euid}): it creates network \
-         namespaces and loads nftables rules into them"
-    );
+/// A fresh namespace `msnb-<pid>-<n>` with its loopback up (deleted on
+/// drop); panics, saying why, without root.
+fn netns() -> Netns {
+    Netns::with_loopback("msnb").unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A network namespace that exists as long as the value does.
-struct Netns {
-    name: String,
+fn backend(ns: &Netns, table: &str) -> NftBackend {
+    NftBackend::new(Nft::in_netns(ns.name()), table)
 }
 
-impl Netns {
-    fn new() -> Netns {
-        require_root();
-        let name = format!(
-            "msnb-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lo = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(lo.success());
-        Netns { name }
-    }
-
-    fn nft(&self) -> Nft {
-        Nft::in_netns(&self.name)
-    }
-
-    fn backend(&self, table: &str) -> NftBackend {
-        NftBackend::new(self.nft(), table)
-    }
-
-    fn list(&self, family: &str, table: &str) -> String {
-        self.nft()
-            .run(&["-j", "list", "table", family, table], None)
-            .unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+fn list(ns: &Netns, family: &str, table: &str) -> String {
+    Nft::in_netns(ns.name())
+        .run(&["-j", "list", "table", family, table], None)
+        .unwrap()
 }
 
 fn examples() -> Vec<Policy> {
@@ -179,12 +126,12 @@ fn apply_and_check(b: &NftBackend, a: &NftArtefact, what: &str) -> NftPlanKind {
 
 #[test]
 fn every_rule_shape_reads_back_as_expected() {
-    let ns = Netns::new();
+    let ns = netns();
     let mut policies = examples();
     policies.extend(generated(15));
     let mut n = 0;
     for (i, p) in policies.iter().enumerate() {
-        let b = ns.backend(&p.table);
+        let b = backend(&ns, &p.table);
         for rs in compile_all_roles(p) {
             let a = NftRenderer.render(&rs).unwrap();
             apply_and_check(&b, &a, &format!("policy {i}, {}", rs.target));
@@ -198,7 +145,7 @@ fn every_rule_shape_reads_back_as_expected() {
 
 #[test]
 fn mutations_reach_exactly_the_new_table() {
-    let ns = Netns::new();
+    let ns = netns();
     let mut runner = TestRunner::deterministic();
     let strategy = microseg_testgen::policy_pair();
     let mut kinds = std::collections::BTreeMap::new();
@@ -211,7 +158,7 @@ fn mutations_reach_exactly_the_new_table() {
         if old.table != new.table {
             continue;
         }
-        let b = ns.backend(&old.table);
+        let b = backend(&ns, &old.table);
         for role in old.roles.keys().filter(|r| new.roles.contains_key(*r)) {
             let t = Target::Role(role.clone());
             apply_and_check(&b, &render(&old, &t), &format!("pair {i} old, {t}"));
@@ -270,8 +217,8 @@ fn members(web: &str) -> Policy {
 
 #[test]
 fn element_delta_keeps_handles_and_counters() {
-    let ns = Netns::new();
-    let b = ns.backend("ms");
+    let ns = netns();
+    let b = backend(&ns, "ms");
     let app = Target::Role("app".into());
     apply_and_check(&b, &render(&members("\"10.0.1.10-10.0.1.15\""), &app), "v1");
     // Some traffic: a refused TCP connection over loopback counts on the loopback rules.
@@ -279,7 +226,7 @@ fn element_delta_keeps_handles_and_counters() {
         .args([
             "netns",
             "exec",
-            &ns.name,
+            ns.name(),
             "bash",
             "-c",
             "echo > /dev/tcp/127.0.0.1/9 || true",
@@ -291,7 +238,7 @@ fn element_delta_keeps_handles_and_counters() {
         "{}",
         String::from_utf8_lossy(&tcp.stderr)
     );
-    let before: Value = serde_json::from_str(&ns.list("inet", "ms")).unwrap();
+    let before: Value = serde_json::from_str(&list(&ns, "inet", "ms")).unwrap();
     let counted = rule_counters(&before);
     assert!(
         counted.iter().any(|(_, p)| *p > 0),
@@ -309,7 +256,7 @@ fn element_delta_keeps_handles_and_counters() {
     assert!(text.contains("- 10.0.1.10-10.0.1.15"), "{text}");
     assert!(text.contains("+ 10.0.2.0/24"), "{text}");
     assert_eq!(apply_and_check(&b, &v2, "v2"), NftPlanKind::Elements);
-    let after: Value = serde_json::from_str(&ns.list("inet", "ms")).unwrap();
+    let after: Value = serde_json::from_str(&list(&ns, "inet", "ms")).unwrap();
     // Same table, same rules (handles), counters not reset.
     assert_eq!(
         before["nftables"][1]["table"]["handle"],
@@ -330,11 +277,11 @@ fn element_delta_keeps_handles_and_counters() {
 
 #[test]
 fn a_rejected_transaction_changes_nothing() {
-    let ns = Netns::new();
-    let b = ns.backend("ms");
+    let ns = netns();
+    let b = backend(&ns, "ms");
     let app = Target::Role("app".into());
     apply_and_check(&b, &render(&members("\"10.0.1.10\""), &app), "v1");
-    let before = ns.list("inet", "ms");
+    let before = list(&ns, "inet", "ms");
     // Fault: a rule matching a set the document does not define.
     let good = render(&members("\"10.0.1.11\""), &app);
     let text = backend_nft::to_json(&good).replace("@web_v4", "@missing_v4");
@@ -349,7 +296,7 @@ fn a_rejected_transaction_changes_nothing() {
         "nft's stderr: {err}"
     );
     // Byte for byte, handles included.
-    assert_eq!(ns.list("inet", "ms"), before);
+    assert_eq!(list(&ns, "inet", "ms"), before);
     // A bad element delta (deleting what is not there) is refused whole too.
     let mut current = b.read().unwrap().unwrap();
     let json = serde_json::to_string(&current)
@@ -359,13 +306,13 @@ fn a_rejected_transaction_changes_nothing() {
     let plan = b.plan(&good, Some(&current)).unwrap();
     assert_eq!(plan.kind(), NftPlanKind::Elements, "{plan}");
     assert!(b.apply(&plan).is_err());
-    assert_eq!(ns.list("inet", "ms"), before);
+    assert_eq!(list(&ns, "inet", "ms"), before);
 }
 
 #[test]
 fn snapshots_restore_exactly_and_foreign_tables_stay() {
-    let ns = Netns::new();
-    ns.nft()
+    let ns = netns();
+    Nft::in_netns(ns.name())
         .run(
             &["-f", "-"],
             Some(
@@ -375,13 +322,13 @@ fn snapshots_restore_exactly_and_foreign_tables_stay() {
             ),
         )
         .unwrap();
-    let foreign = (ns.list("inet", "foreign"), ns.list("ip", "other"));
-    let b = ns.backend("ms");
+    let foreign = (list(&ns, "inet", "foreign"), list(&ns, "ip", "other"));
+    let b = backend(&ns, "ms");
     let app = Target::Role("app".into());
     assert!(b.read().unwrap().is_none());
     apply_and_check(&b, &render(&members("\"10.0.1.10\""), &app), "v1");
     // A hand-made change inside our table is part of the snapshot.
-    ns.nft()
+    Nft::in_netns(ns.name())
         .run(
             &[
                 "add", "rule", "inet", "ms", "input", "tcp", "dport", "9999", "counter", "accept",
@@ -390,7 +337,7 @@ fn snapshots_restore_exactly_and_foreign_tables_stay() {
         )
         .unwrap();
     let saved = b.read().unwrap().unwrap();
-    let saved_listing = ns.list("inet", "ms");
+    let saved_listing = list(&ns, "inet", "ms");
     apply_and_check(
         &b,
         &render(&members("\"10.0.1.11\""), &app),
@@ -404,13 +351,13 @@ fn snapshots_restore_exactly_and_foreign_tables_stay() {
         let v: Value = serde_json::from_str(s).unwrap();
         serde_json::to_string(&strip_handles(&v)).unwrap()
     };
-    assert_eq!(strip(&ns.list("inet", "ms")), strip(&saved_listing));
+    assert_eq!(strip(&list(&ns, "inet", "ms")), strip(&saved_listing));
     // Restoring "nothing installed" removes our table only.
     b.restore(None).unwrap();
     assert!(b.read().unwrap().is_none());
     b.remove().unwrap(); // idempotent
     assert_eq!(
-        (ns.list("inet", "foreign"), ns.list("ip", "other")),
+        (list(&ns, "inet", "foreign"), list(&ns, "ip", "other")),
         foreign
     );
 }

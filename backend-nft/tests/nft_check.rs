@@ -13,64 +13,14 @@ use microseg_core::backend::Renderer;
 use microseg_core::document::Format;
 use microseg_core::ir::compile_all_roles;
 use microseg_core::Policy;
+use microseg_lab::Netns;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert!(
-        euid == "0",
-        "backend-nft/tests/nft_check.rs needs root (effective uid {euid}): it creates network \
-         namespaces with `ip netns add` and loads nftables rules into them. Run it as root, e.g. \
-         `sudo -E cargo test -p backend-nft --test nft_check`."
-    );
-}
-
-/// A network namespace that exists as long as the value does.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        require_root();
-        let name = format!(
-            "msnft-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run `ip` (iproute2)");
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns { name }
-    }
-
-    fn nft(&self) -> Nft {
-        Nft::in_netns(&self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// A fresh namespace `msnft-<pid>-<n>` (deleted on drop); panics, saying
+/// why, without root.
+fn netns() -> Netns {
+    Netns::new("msnft").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn policies() -> Vec<(String, Policy)> {
@@ -188,8 +138,8 @@ fn normalised(v: &Value) -> Value {
 #[test]
 fn every_role_checks_loads_twice_and_lists_back() {
     for (file, policy) in policies() {
-        let ns = Netns::new();
-        let nft = ns.nft();
+        let ns = netns();
+        let nft = Nft::in_netns(ns.name());
         for rs in compile_all_roles(&policy) {
             let what = format!("{file}, {}", rs.target);
             let a = NftRenderer.render(&rs).unwrap();
@@ -236,8 +186,8 @@ fn every_role_checks_loads_twice_and_lists_back() {
 
 #[test]
 fn a_foreign_table_is_left_alone() {
-    let ns = Netns::new();
-    let nft = ns.nft();
+    let ns = netns();
+    let nft = Nft::in_netns(ns.name());
     nft.run(
         &["-f", "-"],
         Some("table inet foreign {\n\tchain c {\n\t}\n}\ntable ip other {\n\tchain d {\n\t\tcounter\n\t}\n}\n"),
@@ -269,8 +219,8 @@ fn a_foreign_table_is_left_alone() {
 
 #[test]
 fn keywords_we_refuse_are_keywords_to_this_nft() {
-    let ns = Netns::new();
-    let nft = ns.nft();
+    let ns = netns();
+    let nft = Nft::in_netns(ns.name());
     nft.run(&["-c", "-f", "-"], Some("table inet microseg\n"))
         .expect("an ordinary name is accepted");
     for word in backend_nft::keywords::nft_1_0_6() {
@@ -284,9 +234,8 @@ fn keywords_we_refuse_are_keywords_to_this_nft() {
 
 #[test]
 fn nft_errors_carry_the_command_and_stderr() {
-    let ns = Netns::new();
-    let e = ns
-        .nft()
+    let ns = netns();
+    let e = Nft::in_netns(ns.name())
         .run(
             &["-c", "-f", "-"],
             Some("table inet t {\n\tchain c {\n\t\tbogus\n\t}\n}\n"),
@@ -294,9 +243,12 @@ fn nft_errors_carry_the_command_and_stderr() {
         .unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains(&format!("ip netns exec {} nft -c -f -", ns.name)),
+        msg.contains(&format!("ip netns exec {} nft -c -f -", ns.name())),
         "{msg}"
     );
     assert!(msg.contains("bogus"), "{msg}");
-    assert_eq!(ns.nft().list_table("nothere").unwrap(), None);
+    assert_eq!(
+        Nft::in_netns(ns.name()).list_table("nothere").unwrap(),
+        None
+    );
 }

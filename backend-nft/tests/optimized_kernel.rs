@@ -12,56 +12,14 @@ use microseg_core::backend::Backend;
 use microseg_core::document::Format;
 use microseg_core::ir::compile_all_roles;
 use microseg_core::Policy;
+use microseg_lab::Netns;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert!(
-        euid == "0",
-        "backend-nft/tests/optimized_kernel.rs needs root (effective uid {euid}): it creates \
-         network namespaces and loads nftables rules into them"
-    );
-}
-
-/// A network namespace that exists as long as the value does.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        require_root();
-        let name = format!(
-            "msopt-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run `ip` (iproute2)");
-        assert!(out.status.success(), "ip netns add {name}");
-        Netns { name }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+    microseg_lab::require_root("backend-nft/tests/optimized_kernel.rs")
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn examples() -> Vec<(String, Policy)> {
@@ -131,8 +89,8 @@ log = { prefix = "x", rate = "1/hour", burst = 3 }
 
 #[test]
 fn optimized_rulesets_check_load_and_list_back_exactly() {
-    let ns = Netns::new();
-    let nft = Nft::in_netns(&ns.name);
+    let ns = Netns::new("msopt").unwrap_or_else(|e| panic!("{e}"));
+    let nft = Nft::in_netns(ns.name());
     let mut n = 0;
     for (what, policy) in examples() {
         let b = NftBackend::new(nft.clone(), &policy.table).with_lowering(Lowering::Optimized);

@@ -5,8 +5,7 @@
 //!
 //! `cargo bench -p microseg-benches` (all), or e.g.
 //! `cargo bench -p microseg-benches -- compile_one_role`.
-//! The diff runs for S and M: for L it does not finish in useful time (see
-//! docs/scaling.md).
+//! The diff runs on every size.
 
 use backend_nft::Lowering;
 use criterion::{BenchmarkId, Criterion};
@@ -50,12 +49,10 @@ fn bench(c: &mut Criterion) {
         g.bench_function("compile_and_render_all_roles_plain", |b| {
             b.iter(|| pipeline::compile_and_render_all(&policy, Lowering::Plain))
         });
-        if !big {
-            let other = pipeline::parse(&gen::to_json(&gen::changed_flows(&doc, 0.01, 9)));
-            g.bench_function("diff_1pct_flows", |b| {
-                b.iter(|| microseg_core::diff::diff(&policy, &other))
-            });
-        }
+        let other = pipeline::parse(&gen::to_json(&gen::changed_flows(&doc, 0.01, 9)));
+        g.bench_function("diff_1pct_flows", |b| {
+            b.iter(|| microseg_core::diff::diff(&policy, &other))
+        });
         g.finish();
     }
 }

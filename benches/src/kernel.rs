@@ -98,8 +98,14 @@ pub struct KernelResults {
     pub raw_replace_ms: f64,
     /// `microseg` apply replacing an installed table of another structure (ms).
     pub apply_replace_ms: f64,
-    /// Of an apply: reading the installed table (`nft -j list table`), ms.
+    /// The same with `refresh` (planned from a full read), ms.
+    #[serde(default)]
+    pub apply_refresh_ms: f64,
+    /// Reading the installed table (`nft -j list table`), ms.
     pub read_ms: f64,
+    /// Checking the installed structure against the record (`nft -t -j list ruleset`), ms.
+    #[serde(default)]
+    pub check_ms: f64,
     /// `microseg` apply of a one-address change: an element delta (ms).
     pub delta_ms: f64,
     /// The same delta's `nft -j -f -` transaction alone (ms).
@@ -124,9 +130,13 @@ impl KernelResults {
         let _ = writeln!(
             o,
             "Role `{}` of L: {} set elements, {:.1} MB of nft JSON. Each figure is the median \
-             of the runs; `microseg apply` is `Host::apply` (render from the IR, read the \
-             installed table, plan, snapshot and records in a temporary state directory, one \
-             `nft -j -f -` transaction), persistence off.\n",
+             of the runs; `microseg apply` is `Host::apply` (render from the IR; check the \
+             installed table's rules, chains and set definitions against the record of the \
+             last apply with `nft -t -j list ruleset`, or read the whole table where there is \
+             no record, it does not match, or with `--refresh`; plan; snapshot and records in a \
+             temporary state directory; one `nft -j -f -` transaction), persistence off. \
+             \"Replacing\" is a policy change that is not only members: the hub under the \
+             policy with one more flow into it is installed, then the hub of L.\n",
             self.role,
             self.elements,
             self.json_bytes as f64 / 1e6
@@ -152,23 +162,32 @@ impl KernelResults {
         );
         let _ = writeln!(
             o,
-            "| one-address change (element delta) vs full apply | — | {:.0} ms vs {:.0} ms | {:.0}× faster | ≥ 50× |",
+            "| full apply, replacing, `--refresh` (full read first) | {:.0} ms | {:.0} ms | {:.2}× | (≤ 1.2×) |",
+            self.raw_replace_ms,
+            self.apply_refresh_ms,
+            self.apply_refresh_ms / self.raw_replace_ms
+        );
+        let _ = writeln!(
+            o,
+            "| one-address change (element delta) vs full apply | — | {:.0} ms vs {:.0} ms | {:.1}× faster | ≥ 50× |",
             self.delta_ms,
             self.apply_replace_ms,
             self.apply_replace_ms / self.delta_ms
         );
         let _ = writeln!(
             o,
-            "| one-address change: its nft transaction alone vs a full load | {:.0} ms vs {:.0} ms | — | {:.0}× faster | (≥ 50×) |",
+            "| one-address change: its nft transaction alone vs a full load | {:.0} ms vs {:.0} ms | — | {:.1}× faster | (≥ 50×) |",
             self.raw_delta_ms,
             self.raw_replace_ms,
             self.raw_replace_ms / self.raw_delta_ms
         );
         let _ = writeln!(
             o,
-            "\nOf an apply, reading the installed table (`nft -j list table`) takes {:.0} ms. The \
-             delta's plan: {}\n",
+            "\nReading the installed table (`nft -j list table`) takes {:.0} ms; checking its \
+             structure against the record (`nft -t -j list ruleset`) {:.0} ms. The delta's plan: \
+             {}\n",
             self.read_ms,
+            self.check_ms,
             self.delta_plan.trim()
         );
         let empty = self
@@ -180,8 +199,9 @@ impl KernelResults {
             o,
             "New TCP connections between two namespaces ({}), connect + RST close, one at a \
              time, bounded count (an attempt unanswered within 200 ms is retried and its wait \
-             not counted); the client's role ruleset on its output hook and the server's on its \
-             input hook:\n",
+             not counted); \"server\": the hub's ruleset on the server's input hook, the \
+             client unfiltered; \"both ends\": the client's role ruleset on its output hook \
+             too:\n",
             self.connection
         );
         let _ = writeln!(o, "| ruleset | rules before the verdict (server input) | connections/s (median) | rounds | vs empty |");
@@ -204,23 +224,6 @@ impl KernelResults {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A network namespace for the apply benchmarks, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns, String> {
-        let name = format!("msbench-{}-{tag}", std::process::id());
-        sh("ip", &["netns", "add", &name], None)?;
-        Ok(Netns(name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 fn sh(cmd: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
@@ -278,8 +281,8 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
     );
 
     // --- apply vs raw nft -------------------------------------------------
-    let ns = Netns::new("apply")?;
-    let nft = Nft::in_netns(&ns.0);
+    let ns = microseg_lab::Netns::new("msbench").map_err(|e| e.to_string())?;
+    let nft = Nft::in_netns(ns.name());
     let state_dir = std::env::temp_dir().join(format!("msbench-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     let host = Host::new(
@@ -291,21 +294,38 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         ..ApplyOptions::default()
     };
     let remove = || NftBackend::new(nft.clone(), &policy.table).remove();
-    let other = Lowering::Optimized
-        .render(&hub)
-        .map_err(|e| e.to_string())?;
-    let (mut raw_fresh, mut apply_fresh, mut raw_replace, mut apply_replace, mut read) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    // The ruleset replaced: the hub under the policy with one more flow into
+    // it (another structure: a policy change that is not only members).
+    let mut before_doc = doc.clone();
+    before_doc.flows.push(microseg_core::doc::FlowDoc {
+        name: Some("bench-new".into()),
+        from: microseg_core::doc::OneOrMany::One("r0001".into()),
+        to: microseg_core::doc::OneOrMany::One(role.into()),
+        services: vec![],
+        ports: vec!["tcp/8443".into()],
+        action: None,
+        log: None,
+    });
+    let before_policy = Policy::from_doc(before_doc).map_err(|e| e.to_string())?;
+    let before = pipeline::compile_role(&before_policy, role);
+    let before_json =
+        backend_nft::to_json_compact(&Lowering::Plain.render(&before).map_err(|e| e.to_string())?);
+    let (mut raw_fresh, mut apply_fresh, mut raw_replace, mut apply_replace) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut apply_refresh, mut read, mut check) = (vec![], vec![], vec![]);
     let raw = |doc: &str| -> Result<f64, String> {
         let t = Instant::now();
         sh(
             "ip",
-            &["netns", "exec", &ns.0, "nft", "-j", "-f", "-"],
+            &["netns", "exec", ns.name(), "nft", "-j", "-f", "-"],
             Some(doc),
         )?;
         Ok(ms(t.elapsed()))
     };
-    let other_json = backend_nft::to_json_compact(&other);
+    let refresh_opts = ApplyOptions {
+        refresh: true,
+        ..apply_opts.clone()
+    };
     for i in 0..opts.applies {
         eprintln!("kernel: apply round {}", i + 1);
         remove().map_err(|e| e.to_string())?;
@@ -314,20 +334,36 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         let t = Instant::now();
         host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
         apply_fresh.push(ms(t.elapsed()));
-        // Replace: another structure installed first (the optimised lowering).
-        raw(&other_json)?;
+        // Replace: the previous policy's ruleset installed, then this one.
+        raw(&before_json)?;
         raw_replace.push(raw(&json)?);
-        raw(&other_json)?;
+        host.apply(&before, &apply_opts)
+            .map_err(|e| e.to_string())?;
         let t = Instant::now();
         let report = host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
         apply_replace.push(ms(t.elapsed()));
         if report.plan != microseg_host::PlanKind::Replace {
             return Err(format!("expected a replacement, got {}", report.plan));
         }
+        host.apply(&before, &apply_opts)
+            .map_err(|e| e.to_string())?;
         let t = Instant::now();
+        host.apply(&hub, &refresh_opts).map_err(|e| e.to_string())?;
+        apply_refresh.push(ms(t.elapsed()));
         let backend = NftBackend::new(nft.clone(), &policy.table);
-        let _ = backend.read().map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let installed = backend.read().map_err(|e| e.to_string())?;
         read.push(ms(t.elapsed()));
+        let installed = installed.ok_or("the table is not installed")?;
+        let t = Instant::now();
+        if !backend
+            .installed_structure()
+            .map_err(|e| e.to_string())?
+            .is_some_and(|s| s.same_structure(&installed))
+        {
+            return Err("the installed table does not have its own structure".into());
+        }
+        check.push(ms(t.elapsed()));
     }
 
     // --- one-address change: element delta --------------------------------
@@ -392,7 +428,9 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         apply_fresh_ms: median(apply_fresh),
         raw_replace_ms: median(raw_replace),
         apply_replace_ms: median(apply_replace),
+        apply_refresh_ms: median(apply_refresh),
         read_ms: median(read),
+        check_ms: median(check),
         delta_ms: median(deltas),
         raw_delta_ms: median(raw_deltas),
         delta_plan,
@@ -450,7 +488,8 @@ fn pick_connection(
 }
 
 /// A connection-rate configuration: name, (server, client) documents, rules met.
-type Config = (&'static str, Option<(String, String)>, usize);
+/// A name, the server's and (if any) the client's document, and the rules met.
+type Config = (&'static str, Option<(String, Option<String>)>, usize);
 
 fn connection_rates(
     opts: &Options,
@@ -542,29 +581,39 @@ fn connection_rates(
                     |d| d.rules,
                 )
         };
+        let (plain_s, plain_c) = (
+            doc(Lowering::Plain, server_rs)?,
+            doc(Lowering::Plain, client_rs)?,
+        );
+        let (opt_s, opt_c) = (
+            doc(Lowering::Optimized, server_rs)?,
+            doc(Lowering::Optimized, client_rs)?,
+        );
+        let (met_plain, met_opt) = (met(Lowering::Plain), met(Lowering::Optimized));
         vec![
             ("empty", None, 0),
+            // The hub's ruleset on the server only: what the L ruleset costs
+            // the host that enforces it.
             (
-                "conntrack only",
-                Some((ct_only(&server_rs.table), ct_only(&client_rs.table))),
+                "conntrack only, server",
+                Some((ct_only(&server_rs.table), None)),
+                1,
+            ),
+            ("plain, server", Some((plain_s.clone(), None)), met_plain),
+            ("optimised, server", Some((opt_s.clone(), None)), met_opt),
+            // Both ends filtered (the client's role ruleset on its output
+            // hook too): two connection-tracking tables on the same two cores.
+            (
+                "conntrack only, both ends",
+                Some((ct_only(&server_rs.table), Some(ct_only(&client_rs.table)))),
                 1,
             ),
             (
-                "plain",
-                Some((
-                    doc(Lowering::Plain, server_rs)?,
-                    doc(Lowering::Plain, client_rs)?,
-                )),
-                met(Lowering::Plain),
+                "plain, both ends",
+                Some((plain_s, Some(plain_c))),
+                met_plain,
             ),
-            (
-                "optimised",
-                Some((
-                    doc(Lowering::Optimized, server_rs)?,
-                    doc(Lowering::Optimized, client_rs)?,
-                )),
-                met(Lowering::Optimized),
-            ),
+            ("optimised, both ends", Some((opt_s, Some(opt_c))), met_opt),
         ]
     };
     let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
@@ -587,11 +636,13 @@ fn connection_rates(
                     &["netns", "exec", &sns, "nft", "-j", "-f", "-"],
                     Some(s),
                 )?;
-                sh(
-                    "ip",
-                    &["netns", "exec", &cns, "nft", "-j", "-f", "-"],
-                    Some(c),
-                )?;
+                if let Some(c) = c {
+                    sh(
+                        "ip",
+                        &["netns", "exec", &cns, "nft", "-j", "-f", "-"],
+                        Some(c),
+                    )?;
+                }
             }
             std::thread::sleep(Duration::from_millis(1500));
             let n = opts.connections;
@@ -679,20 +730,8 @@ fn enter(ns: &str) -> Result<(), String> {
 /// # Ok::<(), String>(())
 /// ```
 pub fn require_root() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    if euid == "0" {
-        Ok(())
-    } else {
-        Err(format!(
-            "the kernel benchmarks need root (effective uid {euid}): they create network \
-             namespaces and load nftables rules"
-        ))
-    }
+    microseg_lab::require_root("the kernel benchmarks (network namespaces, nftables rules)")
+        .map_err(|e| e.to_string())
 }
 
 /// Peak memory of this process, for the log.

@@ -10,8 +10,9 @@
 
 use backend_nft::Lowering;
 use microseg_core::document::Format;
-use microseg_core::ir::{compile, compile_all_roles, HostRuleset, Target};
+use microseg_core::ir::{compile, compile_all_roles, Compiler, HostRuleset, Target};
 use microseg_core::Policy;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Parses and validates a JSON policy document.
 ///
@@ -82,9 +83,60 @@ pub fn render_json(rs: &HostRuleset, lowering: Lowering) -> String {
 /// assert!(pipeline::compile_and_render_all(&p, backend_nft::Lowering::Plain) > 0);
 /// ```
 pub fn compile_and_render_all(policy: &Policy, lowering: Lowering) -> usize {
-    policy
-        .roles
-        .keys()
-        .map(|r| render_json(&compile_role(policy, r), lowering).len())
-        .sum()
+    compile_and_render_all_threads(policy, lowering, 1)
+}
+
+/// [`compile_and_render_all`] on `threads` threads (with 1, on the calling
+/// thread); the same total.
+///
+/// One [`Compiler`] serves every thread (the per-flow preparation is done
+/// once). The roles are handed out one at a time from a shared counter —
+/// the hub role costs some twenty ordinary ones, so fixed halves would
+/// leave one thread idle — and each thread renders every document it
+/// compiles into one buffer of its own, kept across roles.
+///
+/// ```
+/// # use microseg_benches::{gen, pipeline};
+/// # let p = pipeline::parse(&gen::to_json(&gen::policy_doc(&gen::SIZE_S, 1)));
+/// let lowering = backend_nft::Lowering::Plain;
+/// assert_eq!(
+///     pipeline::compile_and_render_all_threads(&p, lowering, 2),
+///     pipeline::compile_and_render_all(&p, lowering)
+/// );
+/// ```
+pub fn compile_and_render_all_threads(
+    policy: &Policy,
+    lowering: Lowering,
+    threads: usize,
+) -> usize {
+    let compiler = Compiler::new(policy);
+    let roles: Vec<&String> = policy.roles.keys().collect();
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut buf = String::new();
+        let mut total = 0;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(role) = roles.get(i) else {
+                return total;
+            };
+            let rs = compiler
+                .compile(&Target::Role(role.to_string()))
+                .expect("the role exists");
+            let a = lowering.render(&rs).expect("the synthetic rulesets render");
+            buf.clear();
+            backend_nft::write_json_compact(&a, &mut buf);
+            total += buf.len();
+        }
+    };
+    if threads <= 1 {
+        return worker();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker panicked"))
+            .sum()
+    })
 }

@@ -389,12 +389,15 @@ impl PyHost {
     /// `/etc/nftables.d/TABLE.nft`), `False` = not persisted, or a path.
     /// `sysctl_file` (policies with `hardening`): the same for the sysctl.d
     /// file (default `/etc/sysctl.d/99-TABLE.conf`; `False`: set the values
-    /// only). `dry_run`: only plan. Returns the report as a dict (`plan` is
+    /// only). `dry_run`: only plan. `refresh`: plan from a full read of the
+    /// installed state, not from the record of the last operation (used when
+    /// the installed rules, chains and set definitions still match it).
+    /// Returns the report as a dict (`plan` is
     /// `"unchanged"`, `"incremental"` or `"replace"`; `changed`; `text`).
     /// Releases the GIL.
     #[pyo3(signature = (policy, role = None, host = None, dry_run = false, force = false,
                         confirm_timeout = None, persist = None, ssh_connection = None, source = None,
-                        sysctl_file = None))]
+                        sysctl_file = None, refresh = false))]
     #[allow(clippy::too_many_arguments)]
     fn apply<'py>(
         &self,
@@ -409,6 +412,7 @@ impl PyHost {
         ssh_connection: Option<String>,
         source: Option<String>,
         sysctl_file: Option<&Bound<'py, PyAny>>,
+        refresh: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let p = policy.policy();
         let target = self.resolve(py, &p, role, host)?;
@@ -441,6 +445,7 @@ impl PyHost {
                 .or_else(|| p.positions.file.clone())
                 .unwrap_or_else(|| "<python>".into()),
             sysctl_file: persist_of(sysctl_file)?,
+            refresh,
             ..ApplyOptions::default()
         };
         let result = py.detach(|| {

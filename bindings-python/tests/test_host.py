@@ -82,6 +82,10 @@ def test_apply_cycle(netns: str, tmp_path: Path, cli: Path) -> None:
 
     again = host.apply(policy, role="web", persist=boot)
     assert (again["plan"], again["changed"]) == ("unchanged", False)
+    assert "planned against the record" in again["text"]
+    full = host.apply(policy, role="web", persist=boot, refresh=True)
+    assert (full["plan"], full["changed"]) == ("unchanged", False)
+    assert "planned against the record" not in full["text"]
 
     status = host.status()
     assert status["installed"] and not status["drifted"] and status["drift"] == []

@@ -220,6 +220,11 @@ enum Command {
         /// Apply even if the running SSH session's client would lose access.
         #[arg(long)]
         force: bool,
+        /// Plan from a full read of what is installed (every set member)
+        /// instead of the record of the last operation, which is used when
+        /// the installed rules, chains and set definitions still match it.
+        #[arg(long)]
+        refresh: bool,
         #[command(flatten)]
         persist: PersistArgs,
         /// With `hardening` in the policy: write its sysctl.d file to PATH
@@ -546,6 +551,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             dry_run,
             confirm_timeout,
             force,
+            refresh,
             persist,
             sysctl_file,
             no_sysctl_file,
@@ -589,6 +595,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 persist: persist.choice(),
                 source: policy.display().to_string(),
                 hold_lock: test_hold_lock_ms.map(Duration::from_millis),
+                refresh,
                 sysctl_file: match (sysctl_file, no_sysctl_file) {
                     (Some(p), _) => Persist::To(p),
                     (None, true) => Persist::Off,

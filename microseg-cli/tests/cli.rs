@@ -1,6 +1,5 @@
 //! End-to-end tests of the `microseg` binary.
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn bin() -> Command {
@@ -202,46 +201,10 @@ fn matrix_three_tier() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
 }
 
-/// A throw-away network namespace, deleted on drop (also on panic).
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("mscli-{}-{tag}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("ip runs");
-        assert!(
-            st.success(),
-            "ip netns add {name} failed (these tests need root)"
-        );
-        Netns(name)
-    }
-
-    fn nft(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nft runs");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn compiled_rulesets_pass_nft_check() {
-    let ns = Netns::new("check");
+    // A throw-away network namespace `mscli-<pid>-<n>`, deleted on drop (also on panic).
+    let ns = microseg_lab::Netns::new("mscli").unwrap_or_else(|e| panic!("{e}"));
     for (file, roles) in [
         ("three-tier.toml", &["web", "app", "db"][..]),
         ("dual-stack.toml", &["web", "api", "store"][..]),
@@ -264,7 +227,7 @@ fn compiled_rulesets_pass_nft_check() {
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                let res = ns.nft(nft_args, &out.stdout);
+                let res = ns.nft(nft_args, Some(&out.stdout));
                 assert!(
                     res.status.success(),
                     "{file} role {role} --format {format} rejected by nft: {}\n{}",
@@ -283,7 +246,10 @@ fn compiled_rulesets_pass_nft_check() {
         "--format",
         "nft",
     ]);
-    assert!(ns.nft(&["-c", "-f", "-"], &out.stdout).status.success());
+    assert!(ns
+        .nft(&["-c", "-f", "-"], Some(&out.stdout))
+        .status
+        .success());
 }
 
 #[test]

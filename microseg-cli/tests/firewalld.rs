@@ -26,17 +26,10 @@ fn example(file: &str) -> String {
 }
 
 fn require_root_and_firewalld() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert!(
-        euid == "0",
-        "microseg-cli/tests/firewalld.rs needs root (effective uid {euid}): it creates network \
-         namespaces and starts private firewalld daemons in them"
-    );
+    microseg_lab::require_root(
+        "microseg-cli/tests/firewalld.rs (it starts private firewalld daemons in network namespaces)",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         Path::new("/usr/sbin/firewalld").exists(),
         "microseg-cli/tests/firewalld.rs needs firewalld (apt-get install firewalld dbus; keep \

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use microseg_lab::Netns;
+
 const KEYS: &[(&str, &str)] = &[
     ("net.ipv4.conf.all.accept_redirects", "0"),
     ("net.ipv4.conf.default.accept_redirects", "0"),
@@ -18,20 +20,17 @@ const KEYS: &[(&str, &str)] = &[
     ("net.ipv4.tcp_syncookies", "1"),
 ];
 
+/// A namespace `mshard-<pid>-<n>` and a directory of the same name in the
+/// temporary directory, both removed on drop (also on panic).
 struct Fixture {
-    ns: String,
+    ns: Netns,
     dir: PathBuf,
 }
 
 impl Fixture {
-    fn new(tag: &str) -> Fixture {
-        let ns = format!("mshard-{}-{tag}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &ns])
-            .status()
-            .expect("ip runs");
-        assert!(st.success(), "ip netns add failed: these tests need root");
-        let dir = std::env::temp_dir().join(&ns);
+    fn new() -> Fixture {
+        let ns = Netns::new("mshard").unwrap_or_else(|e| panic!("{e}"));
+        let dir = std::env::temp_dir().join(ns.name());
         std::fs::create_dir_all(&dir).unwrap();
         Fixture { ns, dir }
     }
@@ -39,7 +38,7 @@ impl Fixture {
     fn sysctl_get(&self, key: &str) -> String {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "cat", &path])
+            .args(["netns", "exec", self.ns.name(), "cat", &path])
             .output()
             .unwrap();
         assert!(
@@ -55,7 +54,7 @@ impl Fixture {
             .args([
                 "netns",
                 "exec",
-                &self.ns,
+                self.ns.name(),
                 "sysctl",
                 "-q",
                 "-w",
@@ -72,7 +71,12 @@ impl Fixture {
 
     fn microseg(&self, args: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_microseg")])
+            .args([
+                "netns",
+                "exec",
+                self.ns.name(),
+                env!("CARGO_BIN_EXE_microseg"),
+            ])
             .args(args)
             .env_remove("SSH_CONNECTION")
             .env("MICROSEG_STATE_DIR", self.dir.join("state"))
@@ -93,7 +97,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        // The namespace goes when the `ns` field is dropped, right after.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -122,7 +126,7 @@ fn host_values() -> Vec<String> {
 
 #[test]
 fn apply_sets_rollback_restores_inside_the_namespace() {
-    let f = Fixture::new("a");
+    let f = Fixture::new();
     // Start from values unlike the guide's.
     for (k, v) in [
         ("net.ipv4.conf.all.accept_redirects", "1"),
@@ -201,7 +205,7 @@ fn apply_sets_rollback_restores_inside_the_namespace() {
 
 #[test]
 fn without_hardening_sysctl_is_left_alone() {
-    let f = Fixture::new("b");
+    let f = Fixture::new();
     f.sysctl_set("net.ipv4.conf.all.rp_filter", "2");
     f.sysctl_set("net.ipv4.tcp_syncookies", "0");
     let before = f.values();

@@ -10,7 +10,7 @@
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `bash`.
 //! Run: `cargo test -p microseg-cli --test host`.
 
-use microseg_lab::{HostSpec, Lab, Outcome, Probe, Service};
+use microseg_lab::{list_table_in, nft_in, HostSpec, Lab, Netns, Outcome, Probe, Service};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -23,17 +23,12 @@ use std::time::{Duration, Instant};
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    assert!(
-        euid == "0",
-        "microseg-cli/tests/host.rs needs root (effective uid {euid}): it creates network \
-         namespaces and applies rulesets inside them; run it as root"
-    );
+    microseg_lab::require_root("microseg-cli/tests/host.rs").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A bare network namespace `mshost-<pid>-<n>`, removed on drop.
+fn netns() -> Netns {
+    Netns::new("mshost").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -69,36 +64,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A bare network namespace, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        require_root();
-        let name = format!(
-            "mshost-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip");
-        assert!(
-            out.status.success(),
-            "ip netns add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
@@ -183,23 +148,37 @@ impl Site {
     }
 
     fn nft(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns, "nft"])
-            .args(args)
-            .output()
-            .unwrap()
+        nft_in(&self.ns, args, None)
     }
 
     /// `nft -j list table FAMILY NAME` (None if absent).
     fn list(&self, family: &str, table: &str) -> Option<String> {
-        let out = self.nft(&["-j", "list", "table", family, table]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        list_table_in(&self.ns, family, table)
     }
 }
 
 /// A listing without handles and counter values (what `rollback` must reproduce).
+/// A listing with counter values blanked, handles kept.
+fn counters_blanked(listing: &str) -> Value {
+    fn blank(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    match k.as_str() {
+                        "counter" => *v = Value::Null,
+                        _ => blank(v),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(blank),
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(listing).unwrap();
+    blank(&mut v);
+    v
+}
+
 fn normalised(listing: &str) -> Value {
     fn strip(v: &Value) -> Value {
         match v {
@@ -256,8 +235,8 @@ const FOREIGN: &str = "table inet foreign {\n\tset s {\n\t\ttype ipv4_addr\n\t\t
 
 #[test]
 fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let f = s.dir.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = || {
@@ -379,9 +358,11 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
     assert!(dry.contains("element delta on table inet ms"), "{dry}");
     assert!(dry.contains("set web_v4: + 10.10.1.12"), "{dry}");
     assert!(dry.contains("dry run: nothing changed"), "{dry}");
+    // Handles included; counter values aside (a probe's retransmitted SYN
+    // may still be counted meanwhile).
     assert_eq!(
-        s.list("inet", "ms").unwrap(),
-        listing,
+        counters_blanked(&s.list("inet", "ms").unwrap()),
+        counters_blanked(&listing),
         "a dry run changes nothing"
     );
 
@@ -416,18 +397,19 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
 
 #[test]
 fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let v1 = s
         .dir
         .write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.11\"", true));
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
     let snapshot = std::fs::read_to_string(s.dir.path("state/snapshot.json")).unwrap();
-    // The apply reads the table, holds the lock for a moment, then sends an
-    // element delta (delete .10 and .12, add .11). Meanwhile someone deletes
-    // .10 by hand: the kernel rejects the delta's delete, so the whole
-    // transaction is refused.
+    // The apply reads the table (--refresh: a full read, so a refused
+    // transaction is final instead of retried from a full read), holds the
+    // lock for a moment, then sends an element delta (delete .10 and .12,
+    // add .11). Meanwhile someone deletes .10 by hand: the kernel rejects the
+    // delta's delete, so the whole transaction is refused.
     let child = s
         .command(
             &[
@@ -436,6 +418,7 @@ fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
                 "--role",
                 "app",
                 "--no-persist",
+                "--refresh",
                 "--test-hold-lock-ms",
                 "700",
             ],
@@ -640,8 +623,8 @@ fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
 
 #[test]
 fn a_change_confirmed_in_time_stays_and_is_persisted() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
     let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false));
     let boot = s.boot();
@@ -708,8 +691,8 @@ fn a_change_confirmed_in_time_stays_and_is_persisted() {
 
 #[test]
 fn concurrent_applies_are_serialised_by_the_lock() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let a = s.dir.write("a.toml", &policy("\"10.10.1.10\"", true));
     let b = s.dir.write("b.toml", &policy("\"10.10.1.11\"", false));
     let start = Instant::now();
@@ -883,8 +866,8 @@ fn anti_lockout_refuses_unless_forced() {
 
 #[test]
 fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let f = s.dir.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = s.list("inet", "foreign").unwrap();
@@ -960,13 +943,81 @@ fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
 }
 
 #[test]
+fn apply_plans_against_its_record_and_refresh_reads_everything() {
+    let ns = netns();
+    let s = Site::new(ns.name());
+    let two = s
+        .dir
+        .write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    let one = s.dir.write("one.toml", &policy("\"10.10.1.10\"", true));
+    s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
+    let hand_delete = || {
+        let out = s.nft(&[
+            "delete",
+            "element",
+            "inet",
+            "ms",
+            "web_v4",
+            "{ 10.10.1.12 }",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A member deleted by hand: the rules, chains and set definitions still
+    // match the record, so apply plans against the record (and says so)…
+    hand_delete();
+    let out = s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
+    assert!(
+        out.contains("unchanged") && out.contains("planned against the record"),
+        "{out}"
+    );
+    // …status compares everything…
+    let out = s.expect(1, &["status"]);
+    assert!(
+        out.contains("set web_v4: missing elements 10.10.1.12"),
+        "{out}"
+    );
+    // …and --refresh reads everything: the member comes back as a delta.
+    let out = s.expect(
+        0,
+        &["apply", &two, "--role", "app", "--no-persist", "--refresh"],
+    );
+    assert!(
+        out.contains("element delta") && out.contains("+ 10.10.1.12"),
+        "{out}"
+    );
+    assert!(!out.contains("planned against the record"), "{out}");
+    s.expect(0, &["status"]);
+    // A record that is wrong about a member the next delta deletes: the
+    // transaction fails as a whole, apply reads everything and plans again.
+    hand_delete();
+    let out = s.expect(0, &["apply", &one, "--role", "app", "--no-persist"]);
+    assert!(out.contains("unchanged"), "{out}");
+    s.expect(0, &["status"]);
+    // A rule added by hand is seen by the cheap check: a replacement.
+    assert!(s
+        .nft(&["add", "rule", "inet", "ms", "input", "tcp", "dport", "9999", "accept"])
+        .status
+        .success());
+    let out = s.expect(0, &["apply", &one, "--role", "app", "--no-persist"]);
+    assert!(
+        out.contains("replace table inet ms") && out.contains("tcp dport 9999 accept"),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+}
+
+#[test]
 fn role_auto_picks_the_managed_address() {
-    let ns = Netns::new();
-    let s = Site::new(&ns.0);
+    let ns = netns();
+    let s = Site::new(ns.name());
     let p = s.dir.write("p.toml", &policy("\"10.10.1.10\"", true));
     let ipn = |args: &[&str]| {
         assert!(Command::new("ip")
-            .args(["-n", &ns.0])
+            .args(["-n", ns.name()])
             .args(args)
             .status()
             .unwrap()

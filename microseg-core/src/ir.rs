@@ -306,8 +306,51 @@ impl HostRuleset {
 }
 
 /// Compiles the ruleset for a role or a host.
+///
+/// To compile many targets of one policy, [`Compiler`] does the per-flow
+/// preparation once instead of on every call.
 pub fn compile(policy: &Policy, target: &Target) -> Result<HostRuleset, Error> {
+    // The spans only: for one target a scan of them costs less than the
+    // index a `Compiler` builds.
     compile_with(policy, target, &Spans::of(policy))
+}
+
+/// Compiles many targets of one policy: the preparation [`compile`] does on
+/// every call (the span of every flow endpoint) is done once, in
+/// [`Compiler::new`], with an index of the spans that finds the flows which
+/// may touch a target's hosts without a look at every flow. Each ruleset is
+/// exactly the one [`compile`] returns. A compiler is `Sync`: threads may
+/// share one.
+///
+/// ```
+/// use microseg_core::{Policy, document::Format, ir::{compile, Compiler, Target}};
+/// let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n\
+///     adm = [\"10.9.0.0/24\"]\n[roles.web]\n[roles.adm]\n[[flows]]\nfrom = \"adm\"\n\
+///     to = \"web\"\nports = [\"tcp/22\"]\n", Format::Toml, None).unwrap();
+/// let compiler = Compiler::new(&p);
+/// for role in p.roles.keys() {
+///     let target = Target::Role(role.clone());
+///     assert_eq!(compiler.compile(&target).unwrap(), compile(&p, &target).unwrap());
+/// }
+/// ```
+pub struct Compiler<'p> {
+    policy: &'p Policy,
+    spans: Spans,
+}
+
+impl<'p> Compiler<'p> {
+    /// Prepares the compilation of `policy`'s targets.
+    pub fn new(policy: &'p Policy) -> Compiler<'p> {
+        Compiler {
+            policy,
+            spans: Spans::of(policy).indexed(),
+        }
+    }
+
+    /// Compiles the ruleset for a role or a host (as [`compile`]).
+    pub fn compile(&self, target: &Target) -> Result<HostRuleset, Error> {
+        compile_with(self.policy, target, &self.spans)
+    }
 }
 
 /// The lowest and highest address of a set, per family.
@@ -326,14 +369,6 @@ impl Span {
             v6: ends6(a.v6.ranges()),
         }
     }
-
-    /// False only if the sets cannot share an address.
-    fn overlaps(&self, o: &Span) -> bool {
-        let apart4 = |a: (u32, u32), b: (u32, u32)| a.1 < b.0 || b.1 < a.0;
-        let apart6 = |a: (u128, u128), b: (u128, u128)| a.1 < b.0 || b.1 < a.0;
-        matches!((self.v4, o.v4), (Some(a), Some(b)) if !apart4(a, b))
-            || matches!((self.v6, o.v6), (Some(a), Some(b)) if !apart6(a, b))
-    }
 }
 
 /// Per flow (by position), the spans of `from` and `to`: kept together in
@@ -342,6 +377,8 @@ impl Span {
 struct Spans {
     from: Vec<Span>,
     to: Vec<Span>,
+    /// With a [`Compiler`]: per side (`from`, `to`), the spans indexed.
+    index: Option<[SideIndex; 2]>,
 }
 
 impl Spans {
@@ -353,7 +390,116 @@ impl Spans {
                 .map(|f| Span::of(&f.from.addrs))
                 .collect(),
             to: policy.flows.iter().map(|f| Span::of(&f.to.addrs)).collect(),
+            index: None,
         }
+    }
+
+    /// Adds the index (a sort of the spans: worth it when compiling many targets).
+    fn indexed(mut self) -> Spans {
+        let side = |spans: &[Span]| SideIndex {
+            v4: SpanIndex::new(spans.iter().map(|s| s.v4)),
+            v6: SpanIndex::new(spans.iter().map(|s| s.v6)),
+        };
+        self.index = Some([side(&self.from), side(&self.to)]);
+        self
+    }
+
+    /// The positions, in order, of the flows whose endpoint on one side
+    /// (`to` if `to`, else `from`) has a span that meets `span` in a family:
+    /// the flows that may touch a set of that span there.
+    fn may_touch(&self, to: bool, span: &Span) -> Vec<usize> {
+        let Some(index) = &self.index else {
+            let own = if to { &self.to } else { &self.from };
+            return (0..own.len())
+                .filter(|&i| meets(own[i].v4, span.v4) || meets(own[i].v6, span.v6))
+                .collect();
+        };
+        let ix = &index[usize::from(to)];
+        let mut out = Vec::new();
+        ix.v4.query(span.v4, &mut out);
+        ix.v6.query(span.v6, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// True if both spans are there and meet.
+fn meets<T: Ord>(a: Option<(T, T)>, b: Option<(T, T)>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if !(a.1 < b.0 || b.1 < a.0))
+}
+
+/// The spans of one side of the flows, per family.
+struct SideIndex {
+    v4: SpanIndex<u32>,
+    v6: SpanIndex<u128>,
+}
+
+/// Spans `(lo, hi, flow)` of one family, to find those that meet an
+/// interval: the narrow ones (nine in ten: an endpoint is mostly a group
+/// of hosts in one block) sorted by `lo`, where those meeting `lo..=hi`
+/// start at `lo - reach` at the earliest; the wide ones in a list.
+struct SpanIndex<T> {
+    narrow: Vec<(T, T, usize)>,
+    /// The width of the widest narrow span.
+    reach: T,
+    wide: Vec<(T, T, usize)>,
+}
+
+impl<T> SpanIndex<T>
+where
+    T: Copy + Ord + Default + std::ops::Sub<Output = T>,
+{
+    fn new(spans: impl Iterator<Item = Option<(T, T)>>) -> SpanIndex<T> {
+        let all: Vec<(T, T, usize)> = spans
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|(lo, hi)| (lo, hi, i)))
+            .collect();
+        // The widest tenth (and anything as wide) is scanned; the rest is sorted.
+        let mut widths: Vec<T> = all.iter().map(|&(lo, hi, _)| hi - lo).collect();
+        let reach = if widths.is_empty() {
+            T::default()
+        } else {
+            let k = widths.len() * 9 / 10;
+            *widths.select_nth_unstable(k).1
+        };
+        let (mut narrow, wide): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|&(lo, hi, _)| hi - lo <= reach);
+        narrow.sort_unstable_by_key(|&(lo, _, _)| lo);
+        SpanIndex {
+            narrow,
+            reach,
+            wide,
+        }
+    }
+
+    /// Appends the flows whose span meets `span`.
+    fn query(&self, span: Option<(T, T)>, out: &mut Vec<usize>) {
+        let Some((lo, hi)) = span else {
+            return;
+        };
+        // A narrow span (l, h) that meets lo..=hi has h >= lo and h - l <=
+        // reach: it starts at lo - reach or later.
+        let from = if lo > self.reach {
+            lo - self.reach
+        } else {
+            T::default()
+        };
+        let start = self.narrow.partition_point(|&(l, _, _)| l < from);
+        for &(l, h, i) in &self.narrow[start..] {
+            if l > hi {
+                break;
+            }
+            if h >= lo {
+                out.push(i);
+            }
+        }
+        out.extend(
+            self.wide
+                .iter()
+                .filter(|&&(l, h, _)| !(h < lo || hi < l))
+                .map(|&(_, _, i)| i),
+        );
     }
 }
 
@@ -416,12 +562,14 @@ fn compile_with(policy: &Policy, target: &Target, spans: &Spans) -> Result<HostR
 
 /// Compiles every role.
 pub fn compile_all_roles(policy: &Policy) -> Vec<HostRuleset> {
-    let spans = Spans::of(policy);
+    let compiler = Compiler::new(policy);
     policy
         .roles
         .keys()
         .map(|r| {
-            compile_with(policy, &Target::Role(r.clone()), &spans).expect("every role compiles")
+            compiler
+                .compile(&Target::Role(r.clone()))
+                .expect("every role compiles")
         })
         .collect()
 }
@@ -462,17 +610,11 @@ impl Builder<'_> {
         ];
         // The flows whose own side (`to` on input, `from` on output) may
         // touch these hosts, by their spans; `flow_rules` checks exactly.
-        let own_spans = match dir {
-            Direction::Input => &self.spans.to,
-            Direction::Output => &self.spans.from,
-        };
         let flows: Vec<&Flow> = self
-            .policy
-            .flows
-            .iter()
-            .zip(own_spans)
-            .filter(|(_, sp)| sp.overlaps(&self.span))
-            .map(|(f, _)| f)
+            .spans
+            .may_touch(dir == Direction::Input, &self.span)
+            .into_iter()
+            .map(|i| &self.policy.flows[i])
             .collect();
         for action in [Action::Deny, Action::Reject] {
             for f in flows.iter().filter(|f| f.action == action) {
@@ -517,11 +659,21 @@ impl Builder<'_> {
     /// The rules of one flow in one direction; nothing if the flow does not
     /// touch these hosts on that side.
     fn flow_rules(&mut self, dir: Direction, f: &Flow, out: &mut Vec<Rule>) {
-        let own = match dir {
-            Direction::Input => &f.to,
-            Direction::Output => &f.from,
+        let hosts: &AddrSet = self.hosts;
+        let (own, own_is_from) = match dir {
+            Direction::Input => (&f.to, false),
+            Direction::Output => (&f.from, true),
         };
-        if !own.addrs.intersects(self.hosts) {
+        // Per family, without copying either set; each test made at most
+        // once, and only when needed.
+        let mut meets = [None::<bool>; 2];
+        let mut meets_in = |fam: Family| {
+            *meets[fam as usize].get_or_insert_with(|| match fam {
+                Family::V4 => own.addrs.v4.intersects(&hosts.v4),
+                Family::V6 => own.addrs.v6.intersects(&hosts.v6),
+            })
+        };
+        if !meets_in(Family::V4) && !meets_in(Family::V6) {
             return;
         }
         let verdict = match f.action {
@@ -529,33 +681,28 @@ impl Builder<'_> {
             Action::Deny => Verdict::Drop,
             Action::Reject => Verdict::Reject,
         };
-        let origin = Origin::Flow {
-            index: f.index,
-            name: f.name.clone(),
-        };
-        let hosts: &AddrSet = self.hosts;
-        // Per family, without copying either set.
-        let subset_in = |a: &AddrSet, b: &AddrSet, fam: Family| match fam {
-            Family::V4 => a.v4.is_subset(&b.v4),
-            Family::V6 => a.v6.is_subset(&b.v6),
-        };
-        let intersects_in = |a: &AddrSet, b: &AddrSet, fam: Family| match fam {
-            Family::V4 => a.v4.intersects(&b.v4),
-            Family::V6 => a.v6.intersects(&b.v6),
-        };
-        let unrestricted = |fam: Family, ep: &crate::model::Endpoint, own_side: bool| {
-            if own_side {
-                subset_in(hosts, &ep.addrs, fam)
+        // The own side is unrestricted in a family when it holds every one
+        // of these hosts there; the other side, when it is every address.
+        let mut own_holds_hosts = [None::<bool>; 2];
+        let mut unrestricted = |fam: Family, from: bool| {
+            if from == own_is_from {
+                *own_holds_hosts[fam as usize].get_or_insert_with(|| match fam {
+                    Family::V4 => hosts.v4.is_subset(&own.addrs.v4),
+                    Family::V6 => hosts.v6.is_subset(&own.addrs.v6),
+                })
             } else {
+                let ep = if from { &f.from } else { &f.to };
                 ep.addrs.is_full_in(fam)
             }
         };
         // Both families unrestricted on both sides: one family-less rule for tcp/udp.
         let free = Family::BOTH.iter().all(|&fam| {
-            unrestricted(fam, &f.from, dir == Direction::Output)
-                && unrestricted(fam, &f.to, dir == Direction::Input)
-                && !hosts.is_empty_in(fam)
+            unrestricted(fam, true) && unrestricted(fam, false) && !hosts.is_empty_in(fam)
         });
+        let origin = Origin::Flow {
+            index: f.index,
+            name: f.name.clone(),
+        };
         if free {
             push_protos(out, None, None, None, &f.ports, verdict, f.log, origin);
             return;
@@ -567,15 +714,15 @@ impl Builder<'_> {
             {
                 continue;
             }
-            if !intersects_in(&own.addrs, hosts, fam) {
+            if !meets_in(fam) {
                 continue;
             }
-            let src = if unrestricted(fam, &f.from, dir == Direction::Output) {
+            let src = if unrestricted(fam, true) {
                 None
             } else {
                 Some(self.set_for(f, "from", fam))
             };
-            let dst = if unrestricted(fam, &f.to, dir == Direction::Input) {
+            let dst = if unrestricted(fam, false) {
                 None
             } else {
                 Some(self.set_for(f, "to", fam))
@@ -596,30 +743,41 @@ impl Builder<'_> {
     /// The named set for a flow endpoint in one family: the group's (or role's)
     /// own set when the endpoint is exactly one of them, else a flow-derived set.
     fn set_for(&mut self, f: &Flow, side: &str, fam: Family) -> String {
+        use crate::model::Term;
         let ep = if side == "from" { &f.from } else { &f.to };
-        let (name, origin) = match ep.terms.as_slice() {
-            [crate::model::Term::Group(g)] => (
-                format!("{g}_{}", fam.suffix()),
-                SetOrigin::Group { name: g.clone() },
-            ),
-            [crate::model::Term::Role(r)] => (
-                format!("{r}_{}", fam.suffix()),
-                SetOrigin::Role { name: r.clone() },
-            ),
-            _ => (
-                format!("_{}_{side}_{}", f.name, fam.suffix()),
-                SetOrigin::Flow {
+        // `NAME_v4` for one group or role, else `_FLOW_SIDE_v4` (built by
+        // hand: this runs for every rule of every role).
+        let mut name = String::with_capacity(f.name.len() + 16);
+        match ep.terms.as_slice() {
+            [Term::Group(n) | Term::Role(n)] => name.push_str(n),
+            _ => {
+                name.push('_');
+                name.push_str(&f.name);
+                name.push('_');
+                name.push_str(side);
+            }
+        }
+        name.push('_');
+        name.push_str(fam.suffix());
+        if !self.sets.contains_key(&name) {
+            let origin = match ep.terms.as_slice() {
+                [Term::Group(g)] => SetOrigin::Group { name: g.clone() },
+                [Term::Role(r)] => SetOrigin::Role { name: r.clone() },
+                _ => SetOrigin::Flow {
                     flow: f.name.clone(),
                     side: side.into(),
                 },
-            ),
-        };
-        self.sets.entry(name.clone()).or_insert_with(|| NamedSet {
-            name: name.clone(),
-            family: fam,
-            addrs: ep.addrs.only(fam),
-            origin,
-        });
+            };
+            self.sets.insert(
+                name.clone(),
+                NamedSet {
+                    name: name.clone(),
+                    family: fam,
+                    addrs: ep.addrs.only(fam),
+                    origin,
+                },
+            );
+        }
         name
     }
 }
@@ -635,30 +793,101 @@ fn push_protos(
     log: bool,
     origin: Origin,
 ) {
-    let mut protos = Vec::new();
-    if !ports.tcp.is_empty() {
-        protos.push(ProtoMatch::Tcp(ports.tcp.clone()));
-    }
-    if !ports.udp.is_empty() {
-        protos.push(ProtoMatch::Udp(ports.udp.clone()));
-    }
-    if ports.icmp && family != Some(Family::V6) {
-        protos.push(ProtoMatch::Icmp);
-    }
-    if ports.icmpv6 && family != Some(Family::V4) {
-        protos.push(ProtoMatch::Icmpv6);
-    }
-    for proto in protos {
+    let protos = [
+        (!ports.tcp.is_empty()).then(|| ProtoMatch::Tcp(ports.tcp.clone())),
+        (!ports.udp.is_empty()).then(|| ProtoMatch::Udp(ports.udp.clone())),
+        (ports.icmp && family != Some(Family::V6)).then_some(ProtoMatch::Icmp),
+        (ports.icmpv6 && family != Some(Family::V4)).then_some(ProtoMatch::Icmpv6),
+    ];
+    let mut protos = protos.into_iter().flatten().peekable();
+    // The names and the origin are cloned for every rule but the last, which takes them.
+    let (mut src, mut dst, mut origin) = (src, dst, Some(origin));
+    while let Some(proto) = protos.next() {
+        let last = protos.peek().is_none();
+        let (src, dst, origin) = if last {
+            (src.take(), dst.take(), origin.take())
+        } else {
+            (src.clone(), dst.clone(), origin.clone())
+        };
         out.push(Rule {
             matches: RuleMatch::Packet(PacketMatch {
                 family,
-                src: src.clone(),
-                dst: dst.clone(),
+                src,
+                dst,
                 proto,
             }),
             verdict,
             log,
-            origin: origin.clone(),
+            origin: origin.expect("taken only for the last rule"),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// A random span (absent one time in eight) within `0..universe`.
+        fn span(&mut self, universe: u64, narrow: bool) -> Option<(u32, u32)> {
+            if self.below(8) == 0 {
+                return None;
+            }
+            let lo = self.below(universe);
+            let w = if narrow {
+                self.below(20)
+            } else {
+                self.below(universe)
+            };
+            let hi = lo.saturating_add(w).min(u64::from(u32::MAX));
+            Some((lo as u32, hi as u32))
+        }
+
+        fn spans(&mut self, universe: u64, narrow_one_in: u64) -> Span {
+            let narrow = self.below(narrow_one_in) != 0;
+            let v4 = self.span(universe, narrow);
+            let narrow = self.below(narrow_one_in) != 0;
+            let v6 = self
+                .span(universe, narrow)
+                .map(|(a, b)| (u128::from(a) << 64, (u128::from(b) << 64) | 0xffff));
+            Span { v4, v6 }
+        }
+    }
+
+    /// The index finds exactly the spans a scan finds, in flow order.
+    #[test]
+    fn span_index_finds_what_a_scan_finds() {
+        let mut rng = Rng(0x853c_49e6_748f_ea9b);
+        for round in 0..300 {
+            let n = 1 + rng.below(60) as usize;
+            let universe = [50, 1000, u64::from(u32::MAX)][round % 3];
+            let spans: Vec<Span> = (0..n).map(|_| rng.spans(universe, 5)).collect();
+            let scan = Spans {
+                from: spans.clone(),
+                to: spans.iter().rev().copied().collect(),
+                index: None,
+            };
+            let indexed = Spans {
+                from: scan.from.clone(),
+                to: scan.to.clone(),
+                index: None,
+            }
+            .indexed();
+            for _ in 0..20 {
+                let q = rng.spans(universe, 3);
+                for to in [false, true] {
+                    assert_eq!(indexed.may_touch(to, &q), scan.may_touch(to, &q), "{q:?}");
+                }
+            }
+        }
     }
 }

@@ -271,6 +271,54 @@ fn ipv6_and_icmp_blocks_are_single_family() {
         .is_some());
 }
 
+#[test]
+fn a_duplicate_flow_removed_or_a_shadowed_flow_added_changes_nothing() {
+    // The second copy of admin-ssh has a twin in the new policy, and the
+    // new allow lies under a deny of the same ports: no verdict changes.
+    let twice = format!(
+        "{BASE}\n[[flows]]\nname = \"admin-ssh-again\"\nfrom = \"admin\"\nto = \"db\"\nservices = [\"ssh\"]\n"
+    );
+    assert!(diff(&policy(&twice), &policy(BASE)).is_empty());
+    let denied = format!(
+        "{BASE}\n[[flows]]\nname = \"no-web-app\"\nfrom = \"web\"\nto = \"app\"\nports = [\"tcp/8080\"]\naction = \"deny\"\n"
+    );
+    let shadowed = format!(
+        "{denied}\n[[flows]]\nname = \"web-app\"\nfrom = \"web\"\nto = \"app\"\nports = [\"tcp/8080\"]\n"
+    );
+    let d = diff(&policy(&denied), &policy(&shadowed));
+    assert!(d.is_empty(), "{}", d.to_text());
+}
+
+#[test]
+fn a_role_egress_changed() {
+    let old = policy(BASE);
+    let new = policy(&BASE.replace("[roles.db]", "[roles.db]\negress = [\"tcp/25\"]"));
+    let d = diff(&old, &new);
+    assert!(!d.is_empty());
+    for c in &d.changes {
+        // Only connections from db's hosts, to anywhere, on the ports that
+        // moved in or out of its egress.
+        assert_eq!(c.from_label, "db (10.0.1.30/31)", "{}", d.to_text());
+        assert!(
+            c.ports.specs() == ["tcp/25"] || c.ports.specs() == ["udp/53"],
+            "{}",
+            d.to_text()
+        );
+    }
+    let out = d
+        .change_for(&conn("10.0.1.30", "198.51.100.7", "tcp/25"))
+        .expect("smtp out opened");
+    assert!(out.opened() && out.to_label.starts_with("any IPv4 except"));
+    let dns = d
+        .change_for(&conn("10.0.1.31", "198.51.100.7", "udp/53"))
+        .expect("dns out closed");
+    assert!(dns.closed());
+    // db → app is judged by app's side too: closed there before and after.
+    assert!(d
+        .change_for(&conn("10.0.1.30", "10.0.1.20", "tcp/25"))
+        .is_none());
+}
+
 /// The ends of the first intervals of a set (at most 6 addresses).
 fn corners(s: &AddrSet) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();

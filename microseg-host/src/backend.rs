@@ -86,7 +86,11 @@ pub struct Hits {
 /// }
 /// # Ok::<(), backend_nft::NftError>(())
 /// ```
-pub trait HostBackend: Backend<State: Serialize + DeserializeOwned + Clone> {
+pub trait HostBackend:
+    Backend<State: Serialize + DeserializeOwned + Clone + Send + Sync>
+    + microseg_core::backend::Renderer<Artefact: Sync>
+    + Sync
+{
     /// The backend's name in records and messages (`nft`).
     fn name(&self) -> &'static str;
     /// What the policy owns, for messages (`table inet microseg`).
@@ -114,6 +118,20 @@ pub trait HostBackend: Backend<State: Serialize + DeserializeOwned + Clone> {
     /// Advice after persisting to `path` (e.g. the include line the boot
     /// loader needs); `default` is true for [`default_persist_path`](Self::default_persist_path).
     fn persist_notes(&self, path: &Path, default: bool) -> Vec<String>;
+    /// A cheap look at what is installed: everything but set members (the
+    /// nft backend: `nft -t -j list ruleset`, milliseconds where reading a
+    /// table of 100,000s of set elements takes seconds). `None` (the
+    /// default): no such look, or nothing installed.
+    fn glance(&self) -> Result<Option<Self::State>, Self::Error> {
+        Ok(None)
+    }
+    /// Whether a [`glance`](Self::glance) shows `recorded` (what the last
+    /// operation left, from the state directory) in everything but set
+    /// members: then an apply plans against the record. `false` by default.
+    fn glance_matches(&self, glance: &Self::State, recorded: &Self::State) -> bool {
+        let _ = (glance, recorded);
+        false
+    }
     /// `Some(why)` when the backend's own configuration survives a reboot
     /// (firewalld's permanent configuration): no boot file is written or
     /// removed, whatever [`Persist`](crate::Persist) asks, and `why` says so.
@@ -164,6 +182,14 @@ mod nft {
 
         fn expected(&self, desired: &NftArtefact) -> NftState {
             NftState::from_artefact(desired)
+        }
+
+        fn glance(&self) -> Result<Option<NftState>, backend_nft::NftError> {
+            self.installed_structure()
+        }
+
+        fn glance_matches(&self, glance: &NftState, recorded: &NftState) -> bool {
+            glance.same_structure(recorded)
         }
 
         fn plan_kind(&self, plan: &NftPlan) -> PlanKind {

@@ -23,6 +23,11 @@ const APPLY_GRACE: Duration = Duration::from_secs(60);
 /// How long the timer waits for the lock before restoring.
 const TIMER_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Said under a plan made against the record of the last operation.
+const RECORD_NOTE: &str = "  (planned against the record of the last operation: the installed \
+rules, chains and set definitions were checked against it, set members were not; \
+`microseg status` compares everything, `apply --refresh` plans from a full read)\n";
+
 /// How often the timer looks at the pending record.
 const TIMER_POLL: Duration = Duration::from_millis(100);
 
@@ -67,6 +72,11 @@ pub struct ApplyOptions {
     /// After taking the lock and reading the installed state, wait this long
     /// before planning and applying (demonstrates the lock; tests use it).
     pub hold_lock: Option<Duration>,
+    /// Read everything installed before planning (the whole table with
+    /// its set members) instead of the record of the last operation, which
+    /// is used when the installed rules, chains and set definitions still
+    /// match it.
+    pub refresh: bool,
     /// Where the hardening sysctl.d file goes (`Default`:
     /// `/etc/sysctl.d/99-<table>.conf`; `Off`: set the values only). Only
     /// used when the policy has `hardening`.
@@ -699,13 +709,12 @@ impl<B: HostBackend> Host<B> {
             Persist::Off => None,
         };
         if opts.dry_run {
-            let current = self.backend.read().map_err(|e| self.be(e))?;
-            let plan = self
-                .backend
-                .plan(&desired, current.as_ref())
-                .map_err(|e| self.be(e))?;
+            let (_, from_record, plan) = self.current_and_plan(&desired, opts.refresh)?;
             report.plan = self.backend.plan_kind(&plan);
             report.plan_text = plan.to_string();
+            if from_record {
+                report.plan_text.push_str(RECORD_NOTE);
+            }
             if let Some(p) = &persist_path {
                 report.notes.push(format!(
                     "an apply would persist the ruleset to {}",
@@ -734,144 +743,244 @@ impl<B: HostBackend> Host<B> {
                 hint,
             });
         }
-        let current = self.backend.read().map_err(|e| self.be(e))?;
-        if let Some(hold) = opts.hold_lock {
-            thread::sleep(hold);
-        }
-        let plan = self
-            .backend
-            .plan(&desired, current.as_ref())
-            .map_err(|e| self.be(e))?;
-        report.plan = self.backend.plan_kind(&plan);
-        report.plan_text = plan.to_string();
-        let persist_record = match &persist_path {
-            Some(p) => Some(PersistRecord {
-                path: p.clone(),
-                previous: persist::read_existing(p)?,
-            }),
-            None => None,
-        };
-        let snapshot = Snapshot {
-            version: StateDir::record_version(),
-            backend: self.backend.name().into(),
-            key: self.backend.key(),
-            taken_ms: now_ms(),
-            state: current.as_ref().map(|s| self.encode_state(s)).transpose()?,
-            persist: persist_record,
-            sysctl: match ruleset.hardening {
-                Some(_) => Some(crate::sysctl::snapshot(sysctl_path.as_deref())?),
+        let mut refresh = opts.refresh;
+        loop {
+            // What the desired state looks like installed (for the record)
+            // is worked out on the other core while the installed state is
+            // read and the plan made.
+            let ((current, from_record, plan), expected) = thread::scope(|s| {
+                let expected = s.spawn(|| self.encode_state(&self.backend.expected(&desired)));
+                let planned = self.current_and_plan(&desired, refresh);
+                let expected = expected
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                Ok::<_, HostError>((planned?, expected?))
+            })?;
+            if let Some(hold) = opts.hold_lock {
+                thread::sleep(hold);
+            }
+            report.plan = self.backend.plan_kind(&plan);
+            report.plan_text = plan.to_string();
+            if from_record {
+                report.plan_text.push_str(RECORD_NOTE);
+            }
+            let persist_record = match &persist_path {
+                Some(p) => Some(PersistRecord {
+                    path: p.clone(),
+                    previous: persist::read_existing(p)?,
+                }),
                 None => None,
-            },
-        };
-        let sysctl_changes = !report.sysctl.is_empty();
-        let boot_text = self.backend.boot_text(&desired);
-        let expected = self.encode_state(&self.backend.expected(&desired))?;
-
-        let confirm = opts
-            .confirm
-            .as_ref()
-            .filter(|_| report.plan != PlanKind::Unchanged || sysctl_changes);
-        if opts.confirm.is_some() && confirm.is_none() {
-            report
-                .notes
-                .push("nothing changes, so there is nothing to confirm".into());
-        }
-        let mut pending = None;
-        if let Some(c) = confirm {
-            let mut p = Pending {
+            };
+            let snapshot = Snapshot {
                 version: StateDir::record_version(),
-                id: new_id(),
                 backend: self.backend.name().into(),
                 key: self.backend.key(),
-                target: ruleset.target.to_string(),
-                created_ms: now_ms(),
-                deadline_ms: now_ms() + (c.timeout + APPLY_GRACE).as_millis() as u64,
-                timer_pid: None,
-                snapshot: snapshot.clone(),
-                persist: persist_path.as_ref().map(|path| PersistJob {
-                    path: path.clone(),
-                    text: boot_text.clone(),
-                }),
+                taken_ms: now_ms(),
+                // Encoded now only for a pending change (its timer needs it
+                // before the apply); else while the backend applies.
+                state: match &opts.confirm {
+                    Some(_) => current.as_ref().map(|s| self.encode_state(s)).transpose()?,
+                    None => None,
+                },
+                persist: persist_record,
+                sysctl: match ruleset.hardening {
+                    Some(_) => Some(crate::sysctl::snapshot(sysctl_path.as_deref())?),
+                    None => None,
+                },
             };
-            // Written before the timer starts: it exits when it finds no record of its own.
-            self.state.write_pending(&p)?;
-            match timer::spawn(&c.timer, self.state.path(), &p.id, &self.state.timer_log()) {
-                Ok(pid) => p.timer_pid = Some(pid),
-                Err(e) => {
-                    let _ = self.state.clear_pending();
+            let sysctl_changes = !report.sysctl.is_empty();
+            let boot_text = self.backend.boot_text(&desired);
+
+            let confirm = opts
+                .confirm
+                .as_ref()
+                .filter(|_| report.plan != PlanKind::Unchanged || sysctl_changes);
+            if opts.confirm.is_some() && confirm.is_none() {
+                report
+                    .notes
+                    .push("nothing changes, so there is nothing to confirm".into());
+            }
+            let mut pending = None;
+            if let Some(c) = confirm {
+                let mut p = Pending {
+                    version: StateDir::record_version(),
+                    id: new_id(),
+                    backend: self.backend.name().into(),
+                    key: self.backend.key(),
+                    target: ruleset.target.to_string(),
+                    created_ms: now_ms(),
+                    deadline_ms: now_ms() + (c.timeout + APPLY_GRACE).as_millis() as u64,
+                    timer_pid: None,
+                    snapshot: snapshot.clone(),
+                    persist: persist_path.as_ref().map(|path| PersistJob {
+                        path: path.clone(),
+                        text: boot_text.clone(),
+                    }),
+                };
+                // Written before the timer starts: it exits when it finds no record of its own.
+                self.state.write_pending(&p)?;
+                match timer::spawn(&c.timer, self.state.path(), &p.id, &self.state.timer_log()) {
+                    Ok(pid) => p.timer_pid = Some(pid),
+                    Err(e) => {
+                        let _ = self.state.clear_pending();
+                        return Err(e);
+                    }
+                }
+                self.state.write_pending(&p)?;
+                pending = Some((p, c.timeout));
+            }
+
+            if let Some(h) = &ruleset.hardening {
+                if let Err(e) = crate::sysctl::apply(h, &ruleset.table, sysctl_path.as_deref()) {
+                    if let Some(s) = &snapshot.sysctl {
+                        let _ = crate::sysctl::restore(s);
+                    }
+                    if pending.is_some() {
+                        let _ = self.state.clear_pending();
+                    }
                     return Err(e);
                 }
             }
-            self.state.write_pending(&p)?;
-            pending = Some((p, c.timeout));
-        }
-
-        if let Some(h) = &ruleset.hardening {
-            if let Err(e) = crate::sysctl::apply(h, &ruleset.table, sysctl_path.as_deref()) {
+            let applied = Applied {
+                version: StateDir::record_version(),
+                backend: self.backend.name().into(),
+                key: self.backend.key(),
+                event: "apply".into(),
+                target: ruleset.target.to_string(),
+                source: opts.source.clone(),
+                at_ms: now_ms(),
+                expected: Some(expected),
+                persist: persist_path.clone(),
+                hardening: ruleset.hardening,
+            };
+            let changes = report.plan != PlanKind::Unchanged || sysctl_changes;
+            // The records are encoded on the other core while the backend applies.
+            let state = &self.state;
+            let (applied_result, records) = thread::scope(|s| {
+                let records = s.spawn(|| {
+                    let snapshot = changes
+                        .then(|| match (&snapshot.state, &current) {
+                            (None, Some(c)) => state.encode_snapshot(&Snapshot {
+                                state: Some(self.encode_state(c)?),
+                                ..snapshot.clone()
+                            }),
+                            _ => state.encode_snapshot(&snapshot),
+                        })
+                        .transpose()?;
+                    Ok::<_, HostError>((snapshot, state.encode_applied(&applied)?))
+                });
+                let result = self.backend.apply(&plan);
+                let records = records
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (result, records)
+            });
+            if let Err(e) = applied_result {
+                // All or nothing: put the sysctl values and file back too.
                 if let Some(s) = &snapshot.sysctl {
                     let _ = crate::sysctl::restore(s);
                 }
                 if pending.is_some() {
+                    // The timer finds no record and exits; nothing was changed.
                     let _ = self.state.clear_pending();
                 }
+                if from_record {
+                    // Set members differ from the record (changed by hand): the
+                    // transaction changed nothing; read everything and plan again.
+                    refresh = true;
+                    continue;
+                }
+                return Err(self.be(e));
+            }
+            report.applied = true;
+            let (snapshot_bytes, applied_bytes) = records?;
+            if let Some(bytes) = snapshot_bytes {
+                self.state.write_encoded_snapshot(&bytes)?;
+            }
+            self.state.write_encoded_applied(&applied_bytes)?;
+            let default_path = matches!(opts.persist, Persist::Default);
+            if let Some((mut p, timeout)) = pending {
+                p.deadline_ms = now_ms() + timeout.as_millis() as u64;
+                self.state.write_pending(&p)?;
+                report.pending = Some(pending_info(&p));
+                report.persist_on_confirm = persist_path;
+                if self_persisting.is_some() {
+                    report.notes.push(format!(
+                        "the change is already in {}'s permanent configuration: should this host \
+                     restart before `microseg confirm`, the timer is gone and the change stays; \
+                     run `microseg rollback` then",
+                        self.backend.name()
+                    ));
+                }
+            } else if self_persisting.is_some() {
+                // Said in the notes already.
+            } else if let Some(path) = persist_path {
+                report.backup = persist::write_boot_file(&path, &boot_text)?;
+                report
+                    .notes
+                    .extend(self.backend.persist_notes(&path, default_path));
+                report.persisted = Some(path);
+            } else {
+                report
+                    .notes
+                    .push("not persisted: the change is lost at reboot (--no-persist)".into());
+            }
+            return Ok(report);
+        }
+    }
+
+    /// The installed state to plan against, whether it is the record of
+    /// the last operation, and the plan. Unless `refresh`, the backend's
+    /// cheap look at what is installed ([`HostBackend::glance`], on the
+    /// other core) runs while the record is read and the plan against it
+    /// made; when the look matches the record, that plan stands. Else the
+    /// installed state is read in full.
+    #[allow(clippy::type_complexity)]
+    fn current_and_plan(
+        &self,
+        desired: &B::Artefact,
+        refresh: bool,
+    ) -> Result<(Option<B::State>, bool, B::Plan), HostError> {
+        if !refresh {
+            let planned = thread::scope(|s| {
+                let glance = s.spawn(|| self.backend.glance());
+                let recorded = self.recorded();
+                let plan = match &recorded {
+                    Ok(Some(r)) => Some(self.backend.plan(desired, Some(r))),
+                    _ => None,
+                };
+                let glance = glance
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (glance, recorded, plan)
+            });
+            if let (glance, Ok(Some(recorded)), Some(plan)) = planned {
+                let glance = glance.map_err(|e| self.be(e))?;
+                if glance.is_some_and(|g| self.backend.glance_matches(&g, &recorded)) {
+                    let plan = plan.map_err(|e| self.be(e))?;
+                    return Ok((Some(recorded), true, plan));
+                }
+            } else if let (_, Err(e), _) = planned {
                 return Err(e);
             }
         }
-        if let Err(e) = self.backend.apply(&plan) {
-            // All or nothing: put the sysctl values and file back too.
-            if let Some(s) = &snapshot.sysctl {
-                let _ = crate::sysctl::restore(s);
+        let current = self.backend.read().map_err(|e| self.be(e))?;
+        let plan = self
+            .backend
+            .plan(desired, current.as_ref())
+            .map_err(|e| self.be(e))?;
+        Ok((current, false, plan))
+    }
+
+    /// The state the last operation left installed, from the records
+    /// (`None`: no record of this backend and key, or nothing installed).
+    fn recorded(&self) -> Result<Option<B::State>, HostError> {
+        match self.state.applied()? {
+            Some(a) if a.backend == self.backend.name() && a.key == self.backend.key() => {
+                self.decode_state(a.expected)
             }
-            if pending.is_some() {
-                // The timer finds no record and exits; nothing was changed.
-                let _ = self.state.clear_pending();
-            }
-            return Err(self.be(e));
+            _ => Ok(None),
         }
-        report.applied = true;
-        if report.plan != PlanKind::Unchanged || sysctl_changes {
-            self.state.write_snapshot(&snapshot)?;
-        }
-        self.state.write_applied(&Applied {
-            version: StateDir::record_version(),
-            backend: self.backend.name().into(),
-            key: self.backend.key(),
-            event: "apply".into(),
-            target: ruleset.target.to_string(),
-            source: opts.source.clone(),
-            at_ms: now_ms(),
-            expected: Some(expected),
-            persist: persist_path.clone(),
-            hardening: ruleset.hardening,
-        })?;
-        let default_path = matches!(opts.persist, Persist::Default);
-        if let Some((mut p, timeout)) = pending {
-            p.deadline_ms = now_ms() + timeout.as_millis() as u64;
-            self.state.write_pending(&p)?;
-            report.pending = Some(pending_info(&p));
-            report.persist_on_confirm = persist_path;
-            if self_persisting.is_some() {
-                report.notes.push(format!(
-                    "the change is already in {}'s permanent configuration: should this host \
-                     restart before `microseg confirm`, the timer is gone and the change stays; \
-                     run `microseg rollback` then",
-                    self.backend.name()
-                ));
-            }
-        } else if self_persisting.is_some() {
-            // Said in the notes already.
-        } else if let Some(path) = persist_path {
-            report.backup = persist::write_boot_file(&path, &boot_text)?;
-            report
-                .notes
-                .extend(self.backend.persist_notes(&path, default_path));
-            report.persisted = Some(path);
-        } else {
-            report
-                .notes
-                .push("not persisted: the change is lost at reboot (--no-persist)".into());
-        }
-        Ok(report)
     }
 
     /// Keeps a pending change: clears the record (the timer then exits

@@ -251,12 +251,18 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(HostError::io("cannot read", &path, e)),
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| HostError::Record {
+        /// The version alone (the rest skipped), before the record is read
+        /// as what it should be.
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            version: Option<u64>,
+        }
+        let version = serde_json::from_str::<Versioned>(&text)
+            .map_err(|e| HostError::Record {
                 path: path.clone(),
                 message: e.to_string(),
-            })?;
-        let version = value.get("version").and_then(serde_json::Value::as_u64);
+            })?
+            .version;
         if version != Some(u64::from(RECORD_VERSION)) {
             return Err(HostError::Record {
                 path,
@@ -265,7 +271,7 @@ impl StateDir {
                 ),
             });
         }
-        serde_json::from_value(value)
+        serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| HostError::Record {
                 path,
@@ -274,12 +280,38 @@ impl StateDir {
     }
 
     fn write_record<T: Serialize>(&self, name: &str, record: &T) -> Result<(), HostError> {
-        self.ensure()?;
-        let text = serde_json::to_string_pretty(record).map_err(|e| HostError::Record {
+        let bytes = self.encode(name, record)?;
+        self.write_encoded(name, &bytes)
+    }
+
+    /// A record as written: compact JSON (a record may hold a table with
+    /// 100,000s of set elements; `jq .` shows it indented).
+    fn encode<T: Serialize>(&self, name: &str, record: &T) -> Result<Vec<u8>, HostError> {
+        serde_json::to_vec(record).map_err(|e| HostError::Record {
             path: self.path.join(name),
             message: e.to_string(),
-        })?;
-        write_atomic(&self.path.join(name), text.as_bytes(), 0o600)
+        })
+    }
+
+    fn write_encoded(&self, name: &str, bytes: &[u8]) -> Result<(), HostError> {
+        self.ensure()?;
+        write_atomic(&self.path.join(name), bytes, 0o600)
+    }
+
+    pub(crate) fn encode_snapshot(&self, s: &Snapshot) -> Result<Vec<u8>, HostError> {
+        self.encode(SNAPSHOT, s)
+    }
+
+    pub(crate) fn write_encoded_snapshot(&self, bytes: &[u8]) -> Result<(), HostError> {
+        self.write_encoded(SNAPSHOT, bytes)
+    }
+
+    pub(crate) fn encode_applied(&self, a: &Applied) -> Result<Vec<u8>, HostError> {
+        self.encode(APPLIED, a)
+    }
+
+    pub(crate) fn write_encoded_applied(&self, bytes: &[u8]) -> Result<(), HostError> {
+        self.write_encoded(APPLIED, bytes)
     }
 
     fn remove_record(&self, name: &str) -> Result<(), HostError> {

@@ -16,44 +16,12 @@ use microseg_host::{
     ApplyOptions, ConfirmOptions, Difference, Hits, Host, HostBackend, HostError, Persist,
     PlanKind, StateDir, TimerCommand,
 };
-use std::cell::Cell;
+use microseg_lab::Netns;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        assert!(
-            status
-                .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
-            "microseg-host/tests/kernel.rs needs root: it creates network namespaces"
-        );
-        let name = format!(
-            "mshk-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 struct TempDir(PathBuf);
 
@@ -67,7 +35,7 @@ impl Drop for TempDir {
 /// document: a rule then matches a set the document does not define.
 struct Faulty {
     inner: NftBackend,
-    fault: Cell<bool>,
+    fault: AtomicBool,
 }
 
 impl Renderer for Faulty {
@@ -75,7 +43,7 @@ impl Renderer for Faulty {
     type Error = NftError;
     fn render(&self, rs: &HostRuleset) -> Result<NftArtefact, NftError> {
         let good = self.inner.render(rs)?;
-        if !self.fault.get() {
+        if !self.fault.load(Ordering::SeqCst) {
             return Ok(good);
         }
         let json = backend_nft::to_json(&good).replace("@web_v4", "@missing_v4");
@@ -166,15 +134,15 @@ fn ruleset(web: &str, extra_port: bool) -> HostRuleset {
 
 #[test]
 fn a_failed_apply_changes_nothing_and_keeps_the_records() {
-    let ns = Netns::new();
+    let ns = Netns::new("mshk").unwrap_or_else(|e| panic!("{e}"));
     let dir = TempDir(std::env::temp_dir().join(format!(
         "mshk-{}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::SeqCst)
     )));
     let backend = Faulty {
-        inner: NftBackend::new(Nft::in_netns(&ns.0), "ms"),
-        fault: Cell::new(false),
+        inner: NftBackend::new(Nft::in_netns(ns.name()), "ms"),
+        fault: AtomicBool::new(false),
     };
     let host = Host::new(backend, StateDir::resolve(Some(dir.0.join("state"))))
         .with_lock_timeout(Duration::from_secs(5));
@@ -195,13 +163,13 @@ fn a_failed_apply_changes_nothing_and_keeps_the_records() {
         std::fs::read_to_string(&boot).unwrap(),
     );
     let listing = || {
-        Nft::in_netns(&ns.0)
+        Nft::in_netns(ns.name())
             .run(&["-j", "list", "table", "inet", "ms"], None)
             .unwrap()
     };
     let before = listing();
 
-    host.backend().fault.set(true);
+    host.backend().fault.store(true, Ordering::SeqCst);
     for confirm in [false, true] {
         let opts = ApplyOptions {
             confirm: confirm.then(|| ConfirmOptions {
@@ -237,7 +205,7 @@ fn a_failed_apply_changes_nothing_and_keeps_the_records() {
         );
     }
     // The host is still usable: status has no drift, rollback goes to v1.
-    host.backend().fault.set(false);
+    host.backend().fault.store(false, Ordering::SeqCst);
     let st = host.status().unwrap();
     assert!(!st.drifted(), "{st}");
     assert!(st.hits.iter().any(|h| h.label == "flow:web-to-app"));

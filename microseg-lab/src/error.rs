@@ -4,7 +4,8 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Everything that can go wrong while building, using or removing a [`Lab`](crate::Lab).
+/// Everything that can go wrong while building, using or removing a [`Lab`](crate::Lab)
+/// or a [`Netns`](crate::Netns).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// An external command (`ip ...`, `ip netns exec ...`) exited unsuccessfully.
@@ -43,6 +44,18 @@ pub enum LabError {
     /// The address belongs to no host of the lab (probes only go to lab hosts).
     #[error("{0} is not an address of any lab host")]
     UnknownAddress(IpAddr),
+    /// The process is not root, which network namespaces need (see
+    /// [`require_root`](crate::require_root)).
+    #[error(
+        "{what}: needs root (effective uid {euid}) to create network namespaces (CAP_NET_ADMIN, \
+         CAP_SYS_ADMIN); run it as root, e.g. `sudo -E cargo test`"
+    )]
+    NotRoot {
+        /// What needed root, e.g. a test file or `creating network namespace NAME`.
+        what: String,
+        /// The process's effective uid.
+        euid: u32,
+    },
     /// The lab's links or addresses did not become usable in time.
     #[error("lab network not ready after {waited:?}: {detail}")]
     NotReady {

@@ -33,11 +33,17 @@
 //!
 //! Inside each host the ICMP error rate limits are switched off, so that many probes
 //! in a row still see every "port unreachable".
+//!
+//! For a test that needs no links, only a place to load rulesets and run programs
+//! in, [`Netns`] is a bare namespace deleted on drop; [`nft_in`] and
+//! [`list_table_in`] run `nft` in any named namespace, and [`require_root`] fails
+//! with a clear message when the process cannot create namespaces.
 #![forbid(unsafe_code)]
 
 mod cmd;
 mod error;
 mod listen;
+mod netns;
 mod ns;
 mod probe;
 
@@ -51,6 +57,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use error::LabError;
+pub use netns::{list_table_in, nft_in, require_root, Netns};
 pub use ns::cleanup_live_labs;
 
 /// Default time a probe waits for an answer.

@@ -73,7 +73,8 @@ pub(crate) fn new_prefix() -> String {
     )
 }
 
-/// Namespaces of labs alive in this process, for the signal handler.
+/// Namespaces of labs and [`Netns`](crate::Netns) values alive in this process,
+/// for the signal handler.
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub(crate) fn register(ns: &str) {
@@ -102,10 +103,10 @@ pub(crate) fn delete(ns: &str) -> Result<bool, LabError> {
     }
 }
 
-/// Deletes the namespaces of every [`Lab`](crate::Lab) still alive in this
-/// process and returns how many were deleted.
+/// Deletes the namespaces of every [`Lab`](crate::Lab) and [`Netns`](crate::Netns)
+/// still alive in this process and returns how many were deleted.
 ///
-/// The labs stay usable as values but their hosts are gone. This is what the
+/// The values stay usable but their namespaces are gone. This is what the
 /// SIGINT/SIGTERM/SIGHUP handler installed by [`Lab::new`](crate::Lab::new) runs;
 /// a program that installs its own `ctrlc` handler first (ours then cannot be
 /// installed) should call it from there.

@@ -7,17 +7,7 @@ use std::process::Command;
 use microseg_lab::{HostSpec, Lab, LabError, Outcome, Probe, Service};
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .expect("Uid line");
-    assert_eq!(
-        euid, "0",
-        "microseg-lab tests build network namespaces and must run as root (CAP_NET_ADMIN); \
-         run `sudo cargo test -p microseg-lab`"
-    );
+    microseg_lab::require_root("microseg-lab/tests/lab.rs").unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -35,20 +25,12 @@ fn netns_list() -> String {
 
 /// Loads a ruleset the way callers do: `ip netns exec NS nft -f -`.
 fn nft_load(netns: &str, ruleset: &str) {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn nft");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ruleset.as_bytes())
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "nft -f - failed for:\n{ruleset}");
+    let out = microseg_lab::nft_in(netns, &["-f", "-"], Some(ruleset.as_bytes()));
+    assert!(
+        out.status.success(),
+        "nft -f - failed for:\n{ruleset}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn three_hosts() -> Vec<HostSpec> {

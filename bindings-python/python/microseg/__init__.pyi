@@ -241,6 +241,7 @@ class Host:
         ssh_connection: Optional[str] = None,
         source: Optional[str] = None,
         sysctl_file: Union[bool, StrPath] = True,
+        refresh: bool = False,
     ) -> ApplyReport:
         """Makes this host's firewall match the policy. Releases the GIL."""
     def confirm(self, table: Optional[str] = None) -> Dict[str, Any]:

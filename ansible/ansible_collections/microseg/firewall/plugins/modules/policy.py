@@ -83,6 +83,14 @@ options:
         (C(SSH_CONNECTION)) could not connect again.
     type: bool
     default: false
+  refresh:
+    description:
+      - Plan from a full read of what is installed, every set member included.
+      - By default the plan starts from the record of the last operation when the
+        installed rules, chains and set definitions still match it (a cheap check);
+        set members changed by hand are then reported by C(microseg status), not undone.
+    type: bool
+    default: false
   state_dir:
     description:
       - Directory of microseg's records, lock and rollback snapshot on the target.
@@ -328,6 +336,7 @@ def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
             policy,
             dry_run=module.check_mode,
             force=p["force"],
+            refresh=p["refresh"],
             confirm_timeout=p["confirm_timeout"],
             persist=_persist(p, "persist_path"),
             sysctl_file=_persist(p, "sysctl_file"),
@@ -378,6 +387,7 @@ def main() -> None:
             "confirm_timeout": {"type": "int"},
             "confirm": {"type": "bool", "default": False},
             "force": {"type": "bool", "default": False},
+            "refresh": {"type": "bool", "default": False},
             "state_dir": {"type": "path"},
             "persist": {"type": "bool", "default": True},
             "persist_path": {"type": "path"},
