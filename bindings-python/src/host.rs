@@ -375,7 +375,7 @@ impl PyHost {
         host: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.apply(
-            py, policy, role, host, true, false, None, None, None, None, None,
+            py, policy, role, host, true, false, None, None, None, None, None, false,
         )
     }
 
