@@ -50,8 +50,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            connections: 5000,
-            rounds: 3,
+            connections: 10_000,
+            rounds: 7,
             applies: 3,
         }
     }
@@ -619,7 +619,14 @@ fn connection_rates(
     let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let table = server_rs.table.clone();
     for round in 0..opts.rounds {
-        for (k, (name, docs, _)) in configs.iter().enumerate() {
+        // Every other round in reverse order, so that no configuration
+        // always runs first or last (the machine drifts within a round).
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for k in order {
+            let (name, docs, _) = &configs[k];
             for ns in [&sns, &cns] {
                 let t = format!(
                     r#"{{"nftables": [{{"add": {{"table": {{"family": "inet", "name": "{table}"}}}}}}, {{"delete": {{"table": {{"family": "inet", "name": "{table}"}}}}}}]}}"#
