@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// let o = microseg_benches::kernel::Options::default();
-/// assert_eq!(o.connections, 5000);
+/// assert_eq!(o.connections, 10_000);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
