@@ -12,14 +12,12 @@
 //! (util-linux). Run: `cargo test -p microseg-cli --test firewalld`.
 
 use backend_firewalld::sandbox::{self, PrivateFirewalld};
+use microseg_lab::TempDir;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn example(file: &str) -> String {
     format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -38,38 +36,6 @@ fn require_root_and_firewalld() {
     sandbox::cleanup_stale();
 }
 
-/// A temporary directory (state dir, policies), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "msfwcli-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A private firewalld and a state directory; `microseg` runs in its namespace, on its bus.
 struct Site {
     fw: PrivateFirewalld,
@@ -82,7 +48,7 @@ impl Site {
         let fw = PrivateFirewalld::start().expect("a private firewalld starts");
         Site {
             fw,
-            dir: TempDir::new(),
+            dir: TempDir::new("msfwcli").unwrap(),
         }
     }
 
@@ -277,8 +243,8 @@ fn compile_format_firewalld_prints_the_objects_for_a_role_of_each_example() {
 
 #[test]
 fn without_firewalld_the_error_says_so() {
-    let dir = TempDir::new();
-    let p = dir.write("p.toml", &policy("\"10.10.1.10\""));
+    let dir = TempDir::new("msfwcli").unwrap();
+    let p = dir.write("p.toml", &policy("\"10.10.1.10\"")).unwrap();
     let bus = format!("unix:path={}", dir.path("no-bus.sock").display());
     for args in [
         vec![
@@ -371,10 +337,11 @@ fn apply_status_rollback_remove_through_the_cli() {
     let s = Site::new();
     let before = s.config_files();
     assert!(before["firewalld.conf"].contains("DefaultZone=public"));
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\""));
+    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"")).unwrap();
     let v2 = s
         .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\""));
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\""))
+        .unwrap();
     let sysctl_file = s.dir.path("99-ms.conf").display().to_string();
     let apply = |code: i32, file: &str, extra: &[&str]| -> String {
         let mut args = vec!["apply", file, "--role", "app", "--backend", "firewalld"];

@@ -10,17 +10,14 @@
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `bash`.
 //! Run: `cargo test -p microseg-cli --test host`.
 
-use microseg_lab::{list_table_in, nft_in, HostSpec, Lab, Netns, Outcome, Probe, Service};
+use microseg_lab::{list_table_in, nft_in, HostSpec, Lab, Netns, Outcome, Probe, Service, TempDir};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn require_root() {
     microseg_lab::require_root("microseg-cli/tests/host.rs").unwrap_or_else(|e| panic!("{e}"));
@@ -35,38 +32,6 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A temporary directory (state dir, policies, boot files), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "mshost-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Where and how `microseg` runs: a namespace and a state directory.
 struct Site {
     ns: String,
@@ -77,7 +42,7 @@ impl Site {
     fn new(ns: &str) -> Site {
         Site {
             ns: ns.to_string(),
-            dir: TempDir::new(),
+            dir: TempDir::new("mshost").unwrap(),
         }
     }
 
@@ -237,7 +202,7 @@ const FOREIGN: &str = "table inet foreign {\n\tset s {\n\t\ttype ipv4_addr\n\t\t
 fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let f = s.dir.write("foreign.nft", FOREIGN);
+    let f = s.dir.write("foreign.nft", FOREIGN).unwrap();
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = || {
         (
@@ -246,10 +211,14 @@ fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
         )
     };
     let before = foreign();
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     let v2 = s
         .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.11\"", true));
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.11\"", true))
+        .unwrap();
     let boot = s.boot();
 
     let out = s.expect(0, &["apply", &v1, "--role", "app", "--persist", &boot]);
@@ -310,11 +279,15 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
     lab.listen("app", &[Service::Tcp(8080), Service::Tcp(9)])
         .unwrap();
     let s = Site::new(lab.netns_name("app").unwrap());
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     // (.12, not .11: .10 and .11 would merge into 10.10.1.10/31.)
     let v2 = s
         .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
+        .unwrap();
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
     let app = ip("10.10.1.20");
     // Traffic for several rules: accepted, defaulted.
@@ -401,8 +374,12 @@ fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
     let s = Site::new(ns.name());
     let v1 = s
         .dir
-        .write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
-    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.11\"", true));
+        .write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
+        .unwrap();
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.11\"", true))
+        .unwrap();
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
     let snapshot = std::fs::read_to_string(s.dir.path("state/snapshot.json")).unwrap();
     // The apply reads the table (--refresh: a full read, so a refused
@@ -513,8 +490,14 @@ fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
     lab.set_probe_timeout(Duration::from_millis(400));
     lab.listen("db", &[Service::Tcp(22)]).unwrap();
     let s = Site::new(lab.netns_name("db").unwrap());
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
-    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false)); // no admin SSH
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\"", false))
+        .unwrap(); // no admin SSH
     let db = ip("10.10.1.30");
     s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
     let good = normalised(&s.list("inet", "ms").unwrap());
@@ -625,8 +608,14 @@ fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
 fn a_change_confirmed_in_time_stays_and_is_persisted() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
-    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false));
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\"", false))
+        .unwrap();
     let boot = s.boot();
     s.expect(0, &["apply", &v1, "--role", "db", "--persist", &boot]);
     let boot_v1 = std::fs::read_to_string(&boot).unwrap();
@@ -693,8 +682,14 @@ fn a_change_confirmed_in_time_stays_and_is_persisted() {
 fn concurrent_applies_are_serialised_by_the_lock() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let a = s.dir.write("a.toml", &policy("\"10.10.1.10\"", true));
-    let b = s.dir.write("b.toml", &policy("\"10.10.1.11\"", false));
+    let a = s
+        .dir
+        .write("a.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
+    let b = s
+        .dir
+        .write("b.toml", &policy("\"10.10.1.11\"", false))
+        .unwrap();
     let start = Instant::now();
     // A takes the lock and holds it for 1.2 s between reading and applying.
     let first = s
@@ -808,7 +803,10 @@ fn anti_lockout_refuses_unless_forced() {
     lab.set_probe_timeout(Duration::from_millis(400));
     lab.listen("db", &[Service::Tcp(22)]).unwrap();
     let s = Site::new(lab.netns_name("db").unwrap());
-    let p = s.dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    let p = s
+        .dir
+        .write("p.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     let db = ip("10.10.1.30");
     let outsider = [("SSH_CONNECTION", "203.0.113.9 50022 10.10.1.30 22")];
     let out = s.expect_env(1, &["apply", &p, "--role", "db", "--no-persist"], &outsider);
@@ -868,11 +866,17 @@ fn anti_lockout_refuses_unless_forced() {
 fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let f = s.dir.write("foreign.nft", FOREIGN);
+    let f = s.dir.write("foreign.nft", FOREIGN).unwrap();
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = s.list("inet", "foreign").unwrap();
-    let v1 = s.dir.write("v1.toml", &policy("\"10.10.1.10\"", true));
-    let v2 = s.dir.write("v2.toml", &policy("\"10.10.1.10\"", false));
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\"", false))
+        .unwrap();
     let out = s.expect(1, &["rollback"]);
     assert!(out.contains("nothing to roll back"), "{out}");
     s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
@@ -948,8 +952,12 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
     let s = Site::new(ns.name());
     let two = s
         .dir
-        .write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
-    let one = s.dir.write("one.toml", &policy("\"10.10.1.10\"", true));
+        .write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
+        .unwrap();
+    let one = s
+        .dir
+        .write("one.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
     let hand_delete = || {
         let out = s.nft(&[
@@ -1014,7 +1022,10 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
 fn role_auto_picks_the_managed_address() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let p = s.dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    let p = s
+        .dir
+        .write("p.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     let ipn = |args: &[&str]| {
         assert!(Command::new("ip")
             .args(["-n", ns.name()])
@@ -1053,8 +1064,10 @@ fn role_auto_picks_the_managed_address() {
 #[test]
 fn usage_errors_exit_2_and_broken_state_is_a_clear_error() {
     let bin = env!("CARGO_BIN_EXE_microseg");
-    let dir = TempDir::new();
-    let p = dir.write("p.toml", &policy("\"10.10.1.10\"", true));
+    let dir = TempDir::new("mshost").unwrap();
+    let p = dir
+        .write("p.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
     for args in [
         vec!["apply", p.as_str()],
         vec![

@@ -16,20 +16,10 @@ use microseg_host::{
     ApplyOptions, ConfirmOptions, Difference, Hits, Host, HostBackend, HostError, Persist,
     PlanKind, StateDir, TimerCommand,
 };
-use microseg_lab::Netns;
+use microseg_lab::{Netns, TempDir};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The nft backend, but with a renderer that can be told to break the
 /// document: a rule then matches a set the document does not define.
@@ -135,18 +125,14 @@ fn ruleset(web: &str, extra_port: bool) -> HostRuleset {
 #[test]
 fn a_failed_apply_changes_nothing_and_keeps_the_records() {
     let ns = Netns::new("mshk").unwrap_or_else(|e| panic!("{e}"));
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "mshk-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    )));
+    let dir = TempDir::new("mshk").unwrap_or_else(|e| panic!("{e}"));
     let backend = Faulty {
         inner: NftBackend::new(Nft::in_netns(ns.name()), "ms"),
         fault: AtomicBool::new(false),
     };
-    let host = Host::new(backend, StateDir::resolve(Some(dir.0.join("state"))))
+    let host = Host::new(backend, StateDir::resolve(Some(dir.path("state"))))
         .with_lock_timeout(Duration::from_secs(5));
-    let boot = dir.0.join("boot.nft");
+    let boot = dir.path("boot.nft");
     let opts = ApplyOptions {
         persist: Persist::To(boot.clone()),
         source: "inline".into(),
@@ -156,7 +142,7 @@ fn a_failed_apply_changes_nothing_and_keeps_the_records() {
     assert_eq!(r.plan, PlanKind::Replace);
     let r = host.apply(&ruleset("\"10.0.1.10\"", true), &opts).unwrap();
     assert_eq!(r.plan, PlanKind::Replace);
-    let records = |name: &str| std::fs::read_to_string(dir.0.join("state").join(name)).unwrap();
+    let records = |name: &str| std::fs::read_to_string(dir.path("state").join(name)).unwrap();
     let (snapshot, applied, boot_text) = (
         records("snapshot.json"),
         records("applied.json"),
@@ -200,7 +186,7 @@ fn a_failed_apply_changes_nothing_and_keeps_the_records() {
         assert_eq!(records("applied.json"), applied);
         assert_eq!(std::fs::read_to_string(&boot).unwrap(), boot_text);
         assert!(
-            !dir.0.join("state/pending.json").exists(),
+            !dir.path("state/pending.json").exists(),
             "no pending change left behind"
         );
     }

@@ -46,6 +46,7 @@ mod listen;
 mod netns;
 mod ns;
 mod probe;
+mod tempdir;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -59,6 +60,7 @@ use std::time::{Duration, Instant};
 pub use error::LabError;
 pub use netns::{list_table_in, nft_in, require_root, Netns};
 pub use ns::cleanup_live_labs;
+pub use tempdir::TempDir;
 
 /// Default time a probe waits for an answer.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(700);
