@@ -49,6 +49,16 @@ impl Nft {
         }
     }
 
+    /// The network namespace nft runs in (`None`: this host's).
+    ///
+    /// ```
+    /// assert_eq!(backend_nft::Nft::in_netns("lab1").netns(), Some("lab1"));
+    /// assert_eq!(backend_nft::Nft::host().netns(), None);
+    /// ```
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     fn argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut v = Vec::with_capacity(args.len() + 5);
         if let Some(ns) = &self.netns {

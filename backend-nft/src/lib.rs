@@ -58,13 +58,14 @@ pub use microseg_core::reserved as keywords;
 mod lower;
 mod manage;
 pub mod model;
+mod netlink;
 mod optimize;
 mod state;
 mod text;
 
 pub use exec::Nft;
 pub use keywords::is_nft_keyword;
-pub use manage::{NftBackend, NftPlan, NftPlanKind, NftReplacement, SetDelta};
+pub use manage::{NftBackend, NftGeneration, NftPlan, NftPlanKind, NftReplacement, SetDelta};
 pub use state::{Hits, NftDifference, NftState};
 
 use microseg_core::backend::Renderer;
@@ -209,6 +210,16 @@ pub enum NftError {
     Model {
         /// What it met.
         message: String,
+    },
+    /// An element delta sent over nfnetlink was not applied; nothing changed.
+    #[error("element delta on table inet {table} not applied: {message}")]
+    Elements {
+        /// The table.
+        table: String,
+        /// What the kernel or the socket said.
+        message: String,
+        /// The ruleset changed since the generation the delta was planned at.
+        generation_changed: bool,
     },
 }
 

@@ -2,7 +2,8 @@
 //! (nothing, set elements only, or a whole-table replacement), applies it in
 //! one `nft -j -f -` transaction, restores snapshots and removes the table.
 
-use crate::state::{differences, element_text, NftDifference};
+use crate::netlink::{BatchError, Interval, Netlink, SetChange};
+use crate::state::{differences, element_text, Elems, NftDifference};
 use crate::{to_json_compact, Lowering, Nft, NftArtefact, NftError, NftState};
 use microseg_core::backend::{Backend, Renderer};
 use microseg_core::ir::HostRuleset;
@@ -110,6 +111,144 @@ impl NftBackend {
         NftState::from_ruleset_listing(&self.table, &self.nft.list_ruleset_terse()?)
     }
 
+    /// The generation of the ruleset nft works on (this host's or the
+    /// namespace's), read over nfnetlink: every committed transaction, by
+    /// anyone and on any table, increments it. `None` when it cannot be read.
+    ///
+    /// ```no_run
+    /// let b = backend_nft::NftBackend::new(backend_nft::Nft::host(), "microseg");
+    /// let before = b.generation();
+    /// // … nothing commits …
+    /// assert_eq!(b.generation(), before);
+    /// ```
+    pub fn generation(&self) -> Option<NftGeneration> {
+        let ruleset = self.ruleset_identity()?;
+        let id = Netlink::open(self.nft.netns()).ok()?.generation().ok()?;
+        (id != 0).then_some(NftGeneration { ruleset, id })
+    }
+
+    /// Which ruleset generations count in: the boot and the network
+    /// namespace (a reboot or a new namespace starts counting again).
+    fn ruleset_identity(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let ns = match self.nft.netns() {
+            Some(name) => format!("/run/netns/{name}"),
+            None => "/proc/self/ns/net".to_string(),
+        };
+        let ino = std::fs::metadata(ns).ok()?.ino();
+        Some(format!("{}/netns:{ino}", boot.trim()))
+    }
+
+    /// Applies `plan` like [`Backend::apply`] and returns the ruleset's
+    /// generation after it when that is provably this plan's own (the
+    /// generation `at` plus one), else `None`.
+    ///
+    /// `at` is the generation at which what the plan was made from was
+    /// observed (`None`: unknown; then the current one guards the element
+    /// batch, and no generation is returned for a delta).
+    ///
+    /// An element delta of interval address sets (what membership changes
+    /// are) goes as one nfnetlink batch, not through nft: nft 1.0.6 would
+    /// first fetch every element of every interval set of the table. The
+    /// batch carries the generation: if anything was committed since, the
+    /// kernel refuses it ([`NftError::Elements`] with `generation_changed`)
+    /// and nothing changes. Everything else is one `nft -j -f -` transaction.
+    ///
+    /// ```no_run
+    /// # use backend_nft::{Nft, NftBackend};
+    /// # use microseg_core::backend::{Backend, Renderer};
+    /// # let ruleset: microseg_core::ir::HostRuleset = unimplemented!();
+    /// let b = NftBackend::new(Nft::in_netns("lab1"), "microseg");
+    /// let at = b.generation();
+    /// let plan = b.plan(&b.render(&ruleset)?, b.read()?.as_ref())?;
+    /// let after = b.apply_at(&plan, at.as_ref())?;
+    /// # let _ = after;
+    /// # Ok::<(), backend_nft::NftError>(())
+    /// ```
+    pub fn apply_at(
+        &self,
+        plan: &NftPlan,
+        at: Option<&NftGeneration>,
+    ) -> Result<Option<NftGeneration>, NftError> {
+        let ruleset = self.ruleset_identity();
+        let nl = Netlink::open(self.nft.netns()).ok();
+        let current = || -> Option<u32> { nl.as_ref()?.generation().ok().filter(|g| *g != 0) };
+        let after = |id: u32| ruleset.clone().map(|ruleset| NftGeneration { ruleset, id });
+        let stale = at.is_some_and(|a| Some(&a.ruleset) != ruleset.as_ref());
+        let known = at.filter(|_| !stale).map(|a| a.id);
+        match plan {
+            NftPlan::Unchanged { .. } => {
+                return Ok(known.filter(|k| current() == Some(*k)).and_then(after));
+            }
+            NftPlan::Elements { table, sets } => {
+                let refuse = |message: String, generation_changed| NftError::Elements {
+                    table: table.clone(),
+                    message,
+                    generation_changed,
+                };
+                if stale {
+                    return Err(refuse(
+                        "the ruleset is not the one the plan was made from (reboot or another \
+                         network namespace)"
+                            .into(),
+                        true,
+                    ));
+                }
+                let guard = known.or_else(current);
+                if let (Some(n), Some(g), Some(changes)) = (&nl, guard, interval_changes(sets)) {
+                    return match n.change_elements(g, table, &changes) {
+                        Ok(()) => Ok(known
+                            .and_then(|k| current().filter(|c| *c == k.wrapping_add(1)))
+                            .and_then(after)),
+                        Err(e) => Err(refuse(
+                            e.to_string(),
+                            matches!(e, BatchError::GenerationChanged),
+                        )),
+                    };
+                }
+            }
+            NftPlan::Replace { .. } => {}
+        }
+        // A replacement leaves the same table whatever was there: the
+        // generation before it is the one read now, unless `at` is known.
+        let before = match plan {
+            NftPlan::Replace { .. } => known.or_else(current),
+            _ => known,
+        };
+        Backend::apply(self, plan)?;
+        Ok(before
+            .and_then(|b| current().filter(|c| *c == b.wrapping_add(1)))
+            .and_then(after))
+    }
+
+    /// [`Backend::plan`] for a `desired` artefact whose installed form
+    /// ([`NftState::from_artefact`]) is already at hand as `expected`.
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend, NftPlanKind, NftRenderer, NftState};
+    /// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+    /// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+    /// let a = NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+    /// let expected = NftState::from_artefact(&a);
+    /// let b = NftBackend::new(Nft::host(), "microseg");
+    /// let plan = b.plan_expected(&a, &expected, Some(&expected)).unwrap();
+    /// assert_eq!(plan.kind(), NftPlanKind::Unchanged);
+    /// ```
+    pub fn plan_expected(
+        &self,
+        desired: &NftArtefact,
+        expected: &NftState,
+        current: Option<&NftState>,
+    ) -> Result<NftPlan, NftError> {
+        self.plan_to(
+            expected,
+            || Cow::Borrowed(expected),
+            || NftReplacement::Artefact(to_json_compact(desired)),
+            current,
+        )
+    }
+
     /// Plans the change from `current` to the state `desired` leaves
     /// (see [`Backend::plan`]); also used to restore snapshots. `skeleton`
     /// is `desired` at least without its set elements
@@ -141,43 +280,120 @@ impl NftBackend {
                 found: current.table().into(),
             });
         }
-        let (ws, hs) = (skeleton.structure(), current.structure());
-        if ws != hs {
-            let reasons = differences(&self.table, Some(&ws), Some(&hs), false)
-                .into_iter()
-                .map(|d| d.to_string())
-                .collect();
-            return Ok(NftPlan::Replace {
-                table: self.table.clone(),
-                replacement: replace(),
-                reasons,
-            });
+        // Two states of artefacts compare alike as they are; the normal form
+        // (handles, counters, order) is needed only otherwise.
+        if !skeleton.same_but_elements(current) {
+            let (ws, hs) = (skeleton.structure(), current.structure());
+            if ws != hs {
+                let reasons = differences(&self.table, Some(&ws), Some(&hs), false)
+                    .into_iter()
+                    .map(|d| d.to_string())
+                    .collect();
+                return Ok(NftPlan::Replace {
+                    table: self.table.clone(),
+                    replacement: replace(),
+                    reasons,
+                });
+            }
         }
+        // The structures are equal: only elements can differ. Sets listed
+        // alike are equal; the others are compared as sets.
         let desired = desired();
-        let (want, have) = (desired.normal(), current.normal());
-        if want == have {
+        let (want, have) = (desired.set_elements(), current.set_elements());
+        let mut sets = Vec::new();
+        for (name, (header, w)) in &want {
+            let h = have.get(name).map_or(&[][..], |(_, h)| h);
+            if w == &h {
+                continue;
+            }
+            // Only the middle that differs is compared as a set: elements
+            // of an interval set never overlap, so an element of the common
+            // head or tail has no equal in the middle.
+            let head = w.iter().zip(h.iter()).take_while(|(a, b)| a == b).count();
+            let tail = w[head..]
+                .iter()
+                .rev()
+                .zip(h[head..].iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let (w, h) = (
+                Elems::of(&w[head..w.len() - tail]),
+                Elems::of(&h[head..h.len() - tail]),
+            );
+            let add: Vec<Value> = w.minus(&h).cloned().collect();
+            let delete: Vec<Value> = h.minus(&w).cloned().collect();
+            if !add.is_empty() || !delete.is_empty() {
+                let interval = header["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "interval"));
+                sets.push(SetDelta {
+                    set: name.to_string(),
+                    add,
+                    delete,
+                    key: header["type"]
+                        .as_str()
+                        .filter(|t| interval && matches!(*t, "ipv4_addr" | "ipv6_addr"))
+                        .map(str::to_string),
+                });
+            }
+        }
+        if sets.is_empty() {
             return Ok(NftPlan::Unchanged {
                 table: self.table.clone(),
             });
-        }
-        let mut sets = Vec::new();
-        for (name, w) in &want.sets {
-            let h = &have.sets[name];
-            let add: Vec<Value> = w.elems.minus(&h.elems).cloned().collect();
-            let delete: Vec<Value> = h.elems.minus(&w.elems).cloned().collect();
-            if !add.is_empty() || !delete.is_empty() {
-                sets.push(SetDelta {
-                    set: name.clone(),
-                    add,
-                    delete,
-                });
-            }
         }
         Ok(NftPlan::Elements {
             table: self.table.clone(),
             sets,
         })
     }
+}
+
+/// A ruleset generation: the kernel's generation counter, and the ruleset
+/// (boot and network namespace) it counts in.
+///
+/// ```
+/// let g = backend_nft::NftGeneration { ruleset: "boot/netns:1".into(), id: 7 };
+/// assert_eq!(g.to_string(), "7 (boot/netns:1)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NftGeneration {
+    /// The boot id and the network namespace's inode.
+    pub ruleset: String,
+    /// The kernel's generation counter (`nft monitor` prints it).
+    pub id: u32,
+}
+
+impl fmt::Display for NftGeneration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.id, self.ruleset)
+    }
+}
+
+/// The intervals of an element delta, when every set is an interval set of
+/// addresses and every element an address, range or prefix of its family
+/// (else `None`: the delta goes through nft), and the batch stays small.
+fn interval_changes(sets: &[SetDelta]) -> Option<Vec<SetChange<'_>>> {
+    let mut out = Vec::with_capacity(sets.len());
+    let mut count = 0;
+    for s in sets {
+        let key = s.key.as_deref()?;
+        let conv = |elems: &[Value]| -> Option<Vec<Interval>> {
+            elems
+                .iter()
+                .map(|e| Interval::of(e).filter(|i| i.fits(key)))
+                .collect()
+        };
+        let (add, delete) = (conv(&s.add)?, conv(&s.delete)?);
+        count += add.len() + delete.len();
+        out.push(SetChange {
+            set: &s.set,
+            add,
+            delete,
+        });
+    }
+    // Two keys of up to 16 bytes and their attributes per interval.
+    (count * 2 * 40 < crate::netlink::BATCH_LIMIT).then_some(out)
 }
 
 /// What a [`NftPlan::Replace`] loads.
@@ -201,7 +417,7 @@ pub enum NftReplacement {
 ///
 /// ```
 /// let d = backend_nft::SetDelta { set: "web_v4".into(),
-///     add: vec![serde_json::json!("10.0.0.2")], delete: vec![] };
+///     add: vec![serde_json::json!("10.0.0.2")], delete: vec![], key: None };
 /// assert_eq!(d.to_string(), "set web_v4: + 10.0.0.2");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -212,6 +428,11 @@ pub struct SetDelta {
     pub add: Vec<Value>,
     /// Elements to delete.
     pub delete: Vec<Value>,
+    /// The key type when the set is an interval set of addresses
+    /// (`ipv4_addr`, `ipv6_addr`): such a delta goes over nfnetlink
+    /// ([`NftBackend::apply_at`]); `None`: through nft.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl fmt::Display for SetDelta {
@@ -318,7 +539,8 @@ impl NftPlan {
     ///
     /// ```
     /// let p = backend_nft::NftPlan::Elements { table: "ms".into(), sets: vec![backend_nft::SetDelta {
-    ///     set: "web_v4".into(), add: vec![serde_json::json!("10.0.0.2")], delete: vec![serde_json::json!("10.0.0.1")] }] };
+    ///     set: "web_v4".into(), add: vec![serde_json::json!("10.0.0.2")], delete: vec![serde_json::json!("10.0.0.1")],
+    ///     key: None }] };
     /// let doc: serde_json::Value = serde_json::from_str(&p.to_json().unwrap()).unwrap();
     /// assert_eq!(doc["nftables"][0]["delete"]["element"]["elem"][0], "10.0.0.1");
     /// assert_eq!(doc["nftables"][1]["add"]["element"]["elem"][0], "10.0.0.2");

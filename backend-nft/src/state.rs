@@ -359,6 +359,46 @@ impl NftState {
     pub(crate) fn structure(&self) -> Normal<'_> {
         Normal::of(&self.objects, false)
     }
+
+    /// Whether the two are the same object for object, in the same order,
+    /// set elements aside (true for two states of artefacts of the same
+    /// structure; a listing differs in handles and counters, so it is
+    /// compared by [`structure`](Self::structure) instead).
+    pub(crate) fn same_but_elements(&self, other: &NftState) -> bool {
+        self.table == other.table
+            && self.objects.len() == other.objects.len()
+            && self.objects.iter().zip(&other.objects).all(|(a, b)| {
+                match (single_entry(a), single_entry(b)) {
+                    (Some(("set", x)), Some(("set", y))) => match (x, y) {
+                        (Value::Object(x), Value::Object(y)) => {
+                            x.len() == y.len()
+                                && x.iter().all(|(k, v)| k == "elem" || y.get(k) == Some(v))
+                        }
+                        _ => x == y,
+                    },
+                    _ => a == b,
+                }
+            })
+    }
+
+    /// The named sets: name → (definition, elements as listed).
+    pub(crate) fn set_elements(&self) -> BTreeMap<&str, (&Value, &[Value])> {
+        self.objects
+            .iter()
+            .filter_map(|o| {
+                let (kind, body) = single_entry(o)?;
+                if kind != "set" {
+                    return None;
+                }
+                let name = body.get("name")?.as_str()?;
+                let elems = body
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice);
+                Some((name, (body, elems)))
+            })
+            .collect()
+    }
 }
 
 /// `{"kind": body}` → (kind, body).
@@ -464,15 +504,31 @@ fn typed_reject(mut rule: Value) -> Value {
     rule
 }
 
+/// How elements compare: addresses, ranges and prefixes by the interval
+/// they cover (`10.0.0.0/30` is `10.0.0.0-10.0.0.3`), anything else by text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ElemKey<'a> {
+    Interval(crate::netlink::Interval),
+    Text(Cow<'a, str>),
+}
+
 /// A set's elements by comparison key, sorted, each key once: borrowed from
 /// the state, since a set may hold 100,000s of them.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Elems<'a>(Vec<(Cow<'a, str>, &'a Value)>);
+pub(crate) struct Elems<'a>(Vec<(ElemKey<'a>, &'a Value)>);
 
 impl<'a> Elems<'a> {
-    fn of(elems: &'a [Value]) -> Elems<'a> {
-        let mut v: Vec<(Cow<'a, str>, &'a Value)> =
-            elems.iter().map(|e| (element_key(e), e)).collect();
+    pub(crate) fn of(elems: &'a [Value]) -> Elems<'a> {
+        let mut v: Vec<(ElemKey<'a>, &'a Value)> = elems
+            .iter()
+            .map(|e| {
+                let key = match crate::netlink::Interval::of(e) {
+                    Some(i) => ElemKey::Interval(i),
+                    None => ElemKey::Text(element_key(e)),
+                };
+                (key, e)
+            })
+            .collect();
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|a, b| a.0 == b.0);
         Elems(v)

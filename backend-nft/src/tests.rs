@@ -458,3 +458,67 @@ fn examples() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Members of `web` in a small policy whose role `adm` matches the set.
+fn with_web(members: &[String]) -> NftArtefact {
+    let quoted: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    render(&ruleset(
+        &format!(
+            "version = 1\n[groups]\nweb = [{}]\nadm = [\"10.9.0.1\"]\n[roles.adm]\n\
+             [[flows]]\nfrom = \"adm\"\nto = \"web\"\nports = [\"tcp/22\"]\n",
+            quoted.join(", ")
+        ),
+        "adm",
+    ))
+}
+
+#[test]
+fn a_member_change_in_a_large_set_plans_exactly_that_change() {
+    use crate::{Nft, NftBackend, NftPlan, NftState};
+    use microseg_core::backend::Backend;
+    let mut members: Vec<String> = (0..3000)
+        .map(|i| format!("10.{}.{}.1", i / 250, i % 250))
+        .collect();
+    let before = with_web(&members);
+    let installed = NftState::from_artefact(&before);
+    // One address added in the middle, one deleted near the end.
+    members.insert(1500, "10.6.0.9".into());
+    members.retain(|m| m != "10.11.150.1");
+    let after = with_web(&members);
+    let b = NftBackend::new(Nft::host(), "microseg");
+    let plan = b.plan(&after, Some(&installed)).unwrap();
+    let NftPlan::Elements { sets, .. } = &plan else {
+        panic!("{plan}");
+    };
+    assert_eq!(sets.len(), 1, "{plan}");
+    assert_eq!(sets[0].add, vec![serde_json::json!("10.6.0.9")]);
+    assert_eq!(sets[0].delete, vec![serde_json::json!("10.11.150.1")]);
+    assert_eq!(sets[0].key.as_deref(), Some("ipv4_addr"));
+    // Planned against the installed form at hand: the same plan.
+    let expected = NftState::from_artefact(&after);
+    assert_eq!(
+        b.plan_expected(&after, &expected, Some(&installed))
+            .unwrap(),
+        plan
+    );
+}
+
+#[test]
+fn elements_compare_by_the_addresses_they_cover() {
+    use crate::{Nft, NftBackend, NftState};
+    let a = NftState::from_artefact(&with_web(&["10.0.0.0/30".into()]));
+    // The same set, written as a range, as a listing might show it.
+    let text = serde_json::to_string(&a).unwrap().replace(
+        r#"{"prefix":{"addr":"10.0.0.0","len":30}}"#,
+        r#"{"range":["10.0.0.0","10.0.0.3"]}"#,
+    );
+    assert!(text.contains("range"), "{text}");
+    let b: NftState = serde_json::from_str(&text).unwrap();
+    let backend = NftBackend::new(Nft::host(), "microseg");
+    assert!(backend.drift(Some(&a), Some(&b)).is_empty());
+    assert!(a.same_but_elements(&b) && a.same_structure(&b));
+    // Members differ only in elements; another policy in structure.
+    let other = NftState::from_artefact(&with_web(&["10.0.0.1".into(), "2001:db8::1".into()]));
+    assert!(a.same_but_elements(&other));
+    assert!(!a.same_but_elements(&NftState::from_artefact(&mixed())));
+}

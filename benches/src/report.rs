@@ -326,22 +326,23 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
         let replace = k.apply_replace_ms / k.raw_replace_ms;
         let _ = writeln!(
             o,
-            "| apply overhead over raw nft ≤ 1.2× | {fresh:.2}× into an empty namespace, {replace:.2}× replacing the previous apply's ruleset (checked against the record: {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms) | {} |",
+            "| apply overhead over raw nft ≤ 1.2× | {fresh:.2}× into an empty namespace, {replace:.2}× replacing the previous apply's ruleset (planned against its record: the generation was unchanged; a structure check instead would cost {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms) | {} |",
             k.check_ms,
             k.apply_refresh_ms / k.raw_replace_ms,
             k.read_ms,
             verdict(fresh.max(replace) <= 1.2)
         );
         let delta = k.apply_replace_ms / k.delta_ms;
+        let batch = k.raw_replace_ms / k.batch_delta_ms;
         let raw_delta = k.raw_replace_ms / k.raw_delta_ms;
         let _ = writeln!(
             o,
-            "| one-address change ≥ 50× faster than a full apply | {delta:.1}× through `microseg apply` ({:.0} ms vs {:.0} ms); the delta's nft transaction alone is {raw_delta:.1}× faster than a full load ({:.0} ms vs {:.0} ms): nft 1.0.6 reads every interval set's elements before it changes one | {} |",
+            "| one-address change ≥ 50× faster than a full apply | the change itself, one nfnetlink batch, is {batch:.0}× faster than a full load ({:.1} ms vs {:.0} ms; through nft 1.0.6, which reads every interval set's elements first, it would be {raw_delta:.1}×); a whole `microseg apply` of it is {delta:.1}× faster than a full apply ({:.0} ms vs {:.0} ms): rendering, reading the record, planning over the hub's 263,972 elements and writing the records remain | {} |",
+            k.batch_delta_ms,
+            k.raw_replace_ms,
             k.delta_ms,
             k.apply_replace_ms,
-            k.raw_delta_ms,
-            k.raw_replace_ms,
-            verdict(delta >= 50.0)
+            if delta >= 50.0 { "met" } else if batch >= 50.0 { "**met for the change, not for a whole apply**" } else { "**not met**" }
         );
         let rate = |name: &str| {
             k.rates

@@ -385,8 +385,9 @@ fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
     // The apply reads the table (--refresh: a full read, so a refused
     // transaction is final instead of retried from a full read), holds the
     // lock for a moment, then sends an element delta (delete .10 and .12,
-    // add .11). Meanwhile someone deletes .10 by hand: the kernel rejects the
-    // delta's delete, so the whole transaction is refused.
+    // add .11) as one nfnetlink batch guarded by the ruleset generation it
+    // read the table at. Meanwhile someone deletes .10 by hand: the kernel
+    // refuses the whole batch.
     let child = s
         .command(
             &[
@@ -425,8 +426,9 @@ fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("nft -j -f -") && stderr.contains("element does not exist"),
-        "nft's stderr: {stderr}"
+        stderr.contains("element delta on table inet ms not applied")
+            && stderr.contains("the ruleset changed since it was read"),
+        "stderr: {stderr}"
     );
     assert_eq!(
         s.list("inet", "ms").unwrap(),
@@ -959,6 +961,33 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
         .write("one.toml", &policy("\"10.10.1.10\"", true))
         .unwrap();
     s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
+    // Nothing committed since, by anyone (the ruleset generation is still
+    // the recorded one): apply plans against the record without looking,
+    // and the delta goes as one nfnetlink batch.
+    let apply = |file: &str| s.expect(0, &["apply", file, "--role", "app", "--no-persist"]);
+    let out = apply(&one);
+    assert!(
+        out.contains("element delta")
+            && out.contains("- 10.10.1.12")
+            && out.contains("nothing was committed to the ruleset since"),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    let out = apply(&two);
+    assert!(
+        out.contains("+ 10.10.1.12") && out.contains("nothing was committed"),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    // Another table changed: the generation moved, so the structure is
+    // checked instead; the apply records the generation again.
+    assert!(s.nft(&["add", "table", "ip", "other"]).status.success());
+    let out = apply(&two);
+    assert!(
+        out.contains("unchanged") && out.contains("set members were not"),
+        "{out}"
+    );
+    assert!(apply(&two).contains("nothing was committed"));
     let hand_delete = || {
         let out = s.nft(&[
             "delete",

@@ -71,6 +71,21 @@ pub struct Hits {
     pub rules: usize,
 }
 
+/// A generation of what is installed: a counter that any change increments,
+/// and what it counts in (for nft: the boot and the network namespace).
+///
+/// ```
+/// let g = microseg_host::Generation { ruleset: "boot/netns:1".into(), id: 7 };
+/// assert_eq!(g.clone(), g);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// What the counter counts in.
+    pub ruleset: String,
+    /// The counter.
+    pub id: u64,
+}
+
 /// A [`Backend`] that [`Host`](crate::Host) can drive: snapshots serialise
 /// to the state directory, and it can compare, count and persist.
 ///
@@ -87,8 +102,10 @@ pub struct Hits {
 /// # Ok::<(), backend_nft::NftError>(())
 /// ```
 pub trait HostBackend:
-    Backend<State: Serialize + DeserializeOwned + Clone + Send + Sync>
-    + microseg_core::backend::Renderer<Artefact: Sync>
+    Backend<
+        State: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        Plan: Send + 'static,
+    > + microseg_core::backend::Renderer<Artefact: Sync + Send + 'static>
     + Sync
 {
     /// The backend's name in records and messages (`nft`).
@@ -100,6 +117,17 @@ pub trait HostBackend:
     /// The state `desired` leaves once applied, in the form [`Backend::read`]
     /// returns (what drift is measured against).
     fn expected(&self, desired: &Self::Artefact) -> Self::State;
+    /// [`Backend::plan`] when the state `desired` leaves is at hand as
+    /// `expected` ([`expected`](Self::expected)); the default ignores it.
+    fn plan_expected(
+        &self,
+        desired: &Self::Artefact,
+        expected: &Self::State,
+        current: Option<&Self::State>,
+    ) -> Result<Self::Plan, Self::Error> {
+        let _ = expected;
+        self.plan(desired, current)
+    }
     /// How much a plan changes.
     fn plan_kind(&self, plan: &Self::Plan) -> PlanKind;
     /// What differs between the expected state and the installed one
@@ -132,6 +160,27 @@ pub trait HostBackend:
         let _ = (glance, recorded);
         false
     }
+    /// The generation of everything installed (the nft backend: the
+    /// kernel's ruleset generation, which every committed transaction by
+    /// anyone increments). Equal to the one recorded after the last
+    /// operation, nothing has changed since, and an apply plans against the
+    /// record without looking. `None` (the default): no such thing.
+    fn generation(&self) -> Option<Generation> {
+        None
+    }
+    /// Applies `plan` made from what was observed at generation `at`
+    /// (`None`: unknown), refusing without change where it can tell that
+    /// something was committed since; returns the generation after it when
+    /// that is provably this plan's own. The default: [`Backend::apply`],
+    /// no generation.
+    fn apply_at(
+        &self,
+        plan: &Self::Plan,
+        at: Option<&Generation>,
+    ) -> Result<Option<Generation>, Self::Error> {
+        let _ = at;
+        self.apply(plan).map(|()| None)
+    }
     /// `Some(why)` when the backend's own configuration survives a reboot
     /// (firewalld's permanent configuration): no boot file is written or
     /// removed, whatever [`Persist`](crate::Persist) asks, and `why` says so.
@@ -159,7 +208,21 @@ pub trait HostBackend:
 #[cfg(feature = "nft")]
 mod nft {
     use super::*;
-    use backend_nft::{NftArtefact, NftBackend, NftPlan, NftPlanKind, NftState};
+    use backend_nft::{NftArtefact, NftBackend, NftGeneration, NftPlan, NftPlanKind, NftState};
+
+    fn to_nft(g: &Generation) -> Option<NftGeneration> {
+        Some(NftGeneration {
+            ruleset: g.ruleset.clone(),
+            id: u32::try_from(g.id).ok()?,
+        })
+    }
+
+    fn from_nft(g: NftGeneration) -> Generation {
+        Generation {
+            ruleset: g.ruleset,
+            id: u64::from(g.id),
+        }
+    }
 
     /// Where nftables.service (Debian, Ubuntu, Fedora, Arch…) reads
     /// `/etc/nftables.conf` (Fedora/RHEL: `/etc/sysconfig/nftables.conf`).
@@ -184,12 +247,35 @@ mod nft {
             NftState::from_artefact(desired)
         }
 
+        fn plan_expected(
+            &self,
+            desired: &NftArtefact,
+            expected: &NftState,
+            current: Option<&NftState>,
+        ) -> Result<NftPlan, backend_nft::NftError> {
+            NftBackend::plan_expected(self, desired, expected, current)
+        }
+
         fn glance(&self) -> Result<Option<NftState>, backend_nft::NftError> {
             self.installed_structure()
         }
 
         fn glance_matches(&self, glance: &NftState, recorded: &NftState) -> bool {
             glance.same_structure(recorded)
+        }
+
+        fn generation(&self) -> Option<Generation> {
+            NftBackend::generation(self).map(from_nft)
+        }
+
+        /// Element deltas over nfnetlink guarded by `at`
+        /// ([`NftBackend::apply_at`]).
+        fn apply_at(
+            &self,
+            plan: &NftPlan,
+            at: Option<&Generation>,
+        ) -> Result<Option<Generation>, backend_nft::NftError> {
+            NftBackend::apply_at(self, plan, at.and_then(to_nft).as_ref()).map(|g| g.map(from_nft))
         }
 
         fn plan_kind(&self, plan: &NftPlan) -> PlanKind {

@@ -1,15 +1,20 @@
 //! [`Host`]: apply, confirm, rollback, status and remove over a [`HostBackend`].
 
-use crate::backend::{Difference, Hits, HostBackend, PlanKind};
+use crate::backend::{Difference, Generation, Hits, HostBackend, PlanKind};
 use crate::guard::{self, Lockout};
 use crate::persist::{self, Persist};
-use crate::state::{now_ms, Applied, Pending, PersistJob, PersistRecord, Snapshot, StateDir};
+use crate::state::{
+    now_ms, Applied, GenerationRecord, Pending, PersistJob, PersistRecord, Snapshot, StateDir,
+};
 use crate::timer::{self, TimerCommand};
 use crate::HostError;
+use microseg_core::backend::Backend;
 use microseg_core::ir::HostRuleset;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -22,6 +27,54 @@ const APPLY_GRACE: Duration = Duration::from_secs(60);
 
 /// How long the timer waits for the lock before restoring.
 const TIMER_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a plan was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    /// The record, exact: nothing was committed since the last operation.
+    Generation,
+    /// The record, its structure checked against what is installed.
+    Record,
+    /// A full read of what is installed.
+    Read,
+}
+
+impl Basis {
+    /// Said under the plan.
+    fn note(self) -> &'static str {
+        match self {
+            Basis::Generation => GENERATION_NOTE,
+            Basis::Record => RECORD_NOTE,
+            Basis::Read => "",
+        }
+    }
+}
+
+/// What is known before planning: the generation of what is installed,
+/// and the record when it is exactly what is installed.
+struct Early<B: HostBackend> {
+    at: Option<Generation>,
+    exact: Option<Recorded<B>>,
+}
+
+/// A recorded state, decoded and as recorded.
+type Recorded<B> = (<B as Backend>::State, Box<RawValue>);
+
+/// A plan, and what it was made from.
+struct Planned<B: HostBackend> {
+    /// The installed state planned against.
+    current: Option<B::State>,
+    /// The same as recorded, when it comes from the record.
+    current_raw: Option<Box<RawValue>>,
+    basis: Basis,
+    /// The generation it was observed at.
+    at: Option<Generation>,
+    plan: B::Plan,
+}
+
+/// Said under a plan made against the record when nothing changed since.
+const GENERATION_NOTE: &str = "  (planned against the record of the last operation: nothing \
+was committed to the ruleset since, by anyone)\n";
 
 /// Said under a plan made against the record of the last operation.
 const RECORD_NOTE: &str = "  (planned against the record of the last operation: the installed \
@@ -532,6 +585,12 @@ impl fmt::Display for TimerOutcome {
 }
 
 /// Whether process `pid` exists and is not a zombie.
+/// Drops `t` on a thread of its own: freeing a state of 100,000s of set
+/// elements takes a while, and nobody waits for it.
+fn dispose<T: Send + 'static>(t: T) {
+    let _ = thread::Builder::new().spawn(move || drop(t));
+}
+
 fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // `pid (comm) S …`: the state follows the last parenthesis.
@@ -614,16 +673,18 @@ impl<B: HostBackend> Host<B> {
         HostError::backend(self.backend.name(), e)
     }
 
-    fn encode_state(&self, s: &B::State) -> Result<serde_json::Value, HostError> {
-        serde_json::to_value(s).map_err(|e| HostError::Record {
-            path: self.state.path().into(),
-            message: format!("cannot serialise the {} state: {e}", self.backend.name()),
-        })
+    fn encode_state(&self, s: &B::State) -> Result<Box<RawValue>, HostError> {
+        serde_json::to_string(s)
+            .and_then(RawValue::from_string)
+            .map_err(|e| HostError::Record {
+                path: self.state.path().into(),
+                message: format!("cannot serialise the {} state: {e}", self.backend.name()),
+            })
     }
 
-    fn decode_state(&self, v: Option<serde_json::Value>) -> Result<Option<B::State>, HostError> {
+    fn decode_state(&self, v: Option<&RawValue>) -> Result<Option<B::State>, HostError> {
         v.map(|v| {
-            serde_json::from_value(v).map_err(|e| HostError::Record {
+            serde_json::from_str(v.get()).map_err(|e| HostError::Record {
                 path: self.state.path().into(),
                 message: format!("a saved {} state cannot be read: {e}", self.backend.name()),
             })
@@ -669,7 +730,6 @@ impl<B: HostBackend> Host<B> {
         ruleset: &HostRuleset,
         opts: &ApplyOptions,
     ) -> Result<ApplyReport, HostError> {
-        let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
         let lockout = guard::check(ruleset, opts.ssh_connection.as_deref());
         if lockout.refuses() && !opts.force && !opts.dry_run {
             return Err(HostError::LockedOut {
@@ -709,12 +769,13 @@ impl<B: HostBackend> Host<B> {
             Persist::Off => None,
         };
         if opts.dry_run {
-            let (_, from_record, plan) = self.current_and_plan(&desired, opts.refresh)?;
-            report.plan = self.backend.plan_kind(&plan);
-            report.plan_text = plan.to_string();
-            if from_record {
-                report.plan_text.push_str(RECORD_NOTE);
-            }
+            let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
+            let expected = self.backend.expected(&desired);
+            let early = self.early(opts.refresh)?;
+            let planned = self.current_and_plan(&desired, &expected, early, opts.refresh)?;
+            report.plan = self.backend.plan_kind(&planned.plan);
+            report.plan_text = planned.plan.to_string();
+            report.plan_text.push_str(planned.basis.note());
             if let Some(p) = &persist_path {
                 report.notes.push(format!(
                     "an apply would persist the ruleset to {}",
@@ -743,210 +804,308 @@ impl<B: HostBackend> Host<B> {
                 hint,
             });
         }
+        // The ruleset is rendered, and the state it leaves worked out, on
+        // the other core while the generation (and, if nothing changed since
+        // the last operation, its record) is read.
+        let (rendered, early) = thread::scope(|s| {
+            let rendered = s.spawn(|| {
+                let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
+                let expected = self.backend.expected(&desired);
+                Ok::<_, HostError>((desired, expected))
+            });
+            let early = self.early(opts.refresh);
+            let rendered = rendered
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (rendered, early)
+        });
+        let (desired, expected_state) = rendered?;
+        let mut early = Some(early?);
         let mut refresh = opts.refresh;
-        loop {
-            // What the desired state looks like installed (for the record)
-            // is worked out on the other core while the installed state is
-            // read and the plan made.
-            let ((current, from_record, plan), expected) = thread::scope(|s| {
-                let expected = s.spawn(|| self.encode_state(&self.backend.expected(&desired)));
-                let planned = self.current_and_plan(&desired, refresh);
-                let expected = expected
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                Ok::<_, HostError>((planned?, expected?))
-            })?;
-            if let Some(hold) = opts.hold_lock {
-                thread::sleep(hold);
-            }
-            report.plan = self.backend.plan_kind(&plan);
-            report.plan_text = plan.to_string();
-            if from_record {
-                report.plan_text.push_str(RECORD_NOTE);
-            }
-            let persist_record = match &persist_path {
-                Some(p) => Some(PersistRecord {
-                    path: p.clone(),
-                    previous: persist::read_existing(p)?,
-                }),
-                None => None,
-            };
-            let snapshot = Snapshot {
-                version: StateDir::record_version(),
-                backend: self.backend.name().into(),
-                key: self.backend.key(),
-                taken_ms: now_ms(),
-                // Encoded now only for a pending change (its timer needs it
-                // before the apply); else while the backend applies.
-                state: match &opts.confirm {
-                    Some(_) => current.as_ref().map(|s| self.encode_state(s)).transpose()?,
+        // The record of it is encoded on the other core while the plan is
+        // made and applied.
+        let expected_cell = OnceLock::new();
+        // The boot file's text, only where one is written.
+        let boot_text_cell = OnceLock::new();
+        let boot_text = || boot_text_cell.get_or_init(|| self.backend.boot_text(&desired));
+        let expected = || match expected_cell.get_or_init(|| self.encode_state(&expected_state)) {
+            Ok(raw) => Ok(raw.clone()),
+            Err(e) => Err(HostError::Record {
+                path: self.state.path().into(),
+                message: e.to_string(),
+            }),
+        };
+        let result = thread::scope(|s| {
+            let mut report = report;
+            s.spawn(|| drop(expected()));
+            loop {
+                let early = match early.take() {
+                    Some(e) => e,
+                    None => self.early(refresh)?,
+                };
+                let planned = self.current_and_plan(&desired, &expected_state, early, refresh)?;
+                if let Some(hold) = opts.hold_lock {
+                    thread::sleep(hold);
+                }
+                let Planned {
+                    current,
+                    current_raw,
+                    basis,
+                    at,
+                    plan,
+                } = planned;
+                let from_record = basis != Basis::Read;
+                report.plan = self.backend.plan_kind(&plan);
+                report.plan_text = plan.to_string();
+                report.plan_text.push_str(basis.note());
+                let persist_record = match &persist_path {
+                    Some(p) => Some(PersistRecord {
+                        path: p.clone(),
+                        previous: persist::read_existing(p)?,
+                    }),
                     None => None,
-                },
-                persist: persist_record,
-                sysctl: match ruleset.hardening {
-                    Some(_) => Some(crate::sysctl::snapshot(sysctl_path.as_deref())?),
-                    None => None,
-                },
-            };
-            let sysctl_changes = !report.sysctl.is_empty();
-            let boot_text = self.backend.boot_text(&desired);
-
-            let confirm = opts
-                .confirm
-                .as_ref()
-                .filter(|_| report.plan != PlanKind::Unchanged || sysctl_changes);
-            if opts.confirm.is_some() && confirm.is_none() {
-                report
-                    .notes
-                    .push("nothing changes, so there is nothing to confirm".into());
-            }
-            let mut pending = None;
-            if let Some(c) = confirm {
-                let mut p = Pending {
+                };
+                let snapshot = Snapshot {
                     version: StateDir::record_version(),
-                    id: new_id(),
                     backend: self.backend.name().into(),
                     key: self.backend.key(),
-                    target: ruleset.target.to_string(),
-                    created_ms: now_ms(),
-                    deadline_ms: now_ms() + (c.timeout + APPLY_GRACE).as_millis() as u64,
-                    timer_pid: None,
-                    snapshot: snapshot.clone(),
-                    persist: persist_path.as_ref().map(|path| PersistJob {
-                        path: path.clone(),
-                        text: boot_text.clone(),
-                    }),
+                    taken_ms: now_ms(),
+                    // Encoded now only for a pending change (its timer needs it
+                    // before the apply); else while the backend applies.
+                    state: match (&opts.confirm, &current_raw) {
+                        (Some(_), Some(raw)) => Some(raw.clone()),
+                        (Some(_), None) => {
+                            current.as_ref().map(|s| self.encode_state(s)).transpose()?
+                        }
+                        (None, _) => None,
+                    },
+                    persist: persist_record,
+                    sysctl: match ruleset.hardening {
+                        Some(_) => Some(crate::sysctl::snapshot(sysctl_path.as_deref())?),
+                        None => None,
+                    },
                 };
-                // Written before the timer starts: it exits when it finds no record of its own.
-                self.state.write_pending(&p)?;
-                match timer::spawn(&c.timer, self.state.path(), &p.id, &self.state.timer_log()) {
-                    Ok(pid) => p.timer_pid = Some(pid),
-                    Err(e) => {
-                        let _ = self.state.clear_pending();
+                let sysctl_changes = !report.sysctl.is_empty();
+
+                let confirm = opts
+                    .confirm
+                    .as_ref()
+                    .filter(|_| report.plan != PlanKind::Unchanged || sysctl_changes);
+                if opts.confirm.is_some() && confirm.is_none() {
+                    report
+                        .notes
+                        .push("nothing changes, so there is nothing to confirm".into());
+                }
+                let mut pending = None;
+                if let Some(c) = confirm {
+                    let mut p = Pending {
+                        version: StateDir::record_version(),
+                        id: new_id(),
+                        backend: self.backend.name().into(),
+                        key: self.backend.key(),
+                        target: ruleset.target.to_string(),
+                        created_ms: now_ms(),
+                        deadline_ms: now_ms() + (c.timeout + APPLY_GRACE).as_millis() as u64,
+                        timer_pid: None,
+                        snapshot: snapshot.clone(),
+                        persist: persist_path.as_ref().map(|path| PersistJob {
+                            path: path.clone(),
+                            text: boot_text().clone(),
+                        }),
+                    };
+                    // Written before the timer starts: it exits when it finds no record of its own.
+                    self.state.write_pending(&p)?;
+                    match timer::spawn(&c.timer, self.state.path(), &p.id, &self.state.timer_log())
+                    {
+                        Ok(pid) => p.timer_pid = Some(pid),
+                        Err(e) => {
+                            let _ = self.state.clear_pending();
+                            return Err(e);
+                        }
+                    }
+                    self.state.write_pending(&p)?;
+                    pending = Some((p, c.timeout));
+                }
+
+                if let Some(h) = &ruleset.hardening {
+                    if let Err(e) = crate::sysctl::apply(h, &ruleset.table, sysctl_path.as_deref())
+                    {
+                        if let Some(s) = &snapshot.sysctl {
+                            let _ = crate::sysctl::restore(s);
+                        }
+                        if pending.is_some() {
+                            let _ = self.state.clear_pending();
+                        }
                         return Err(e);
                     }
                 }
-                self.state.write_pending(&p)?;
-                pending = Some((p, c.timeout));
-            }
-
-            if let Some(h) = &ruleset.hardening {
-                if let Err(e) = crate::sysctl::apply(h, &ruleset.table, sysctl_path.as_deref()) {
-                    if let Some(s) = &snapshot.sysctl {
-                        let _ = crate::sysctl::restore(s);
-                    }
-                    if pending.is_some() {
-                        let _ = self.state.clear_pending();
-                    }
-                    return Err(e);
-                }
-            }
-            let applied = Applied {
-                version: StateDir::record_version(),
-                backend: self.backend.name().into(),
-                key: self.backend.key(),
-                event: "apply".into(),
-                target: ruleset.target.to_string(),
-                source: opts.source.clone(),
-                at_ms: now_ms(),
-                expected: Some(expected),
-                persist: persist_path.clone(),
-                hardening: ruleset.hardening,
-            };
-            let changes = report.plan != PlanKind::Unchanged || sysctl_changes;
-            // The records are encoded on the other core while the backend applies.
-            let state = &self.state;
-            let (applied_result, records) = thread::scope(|s| {
-                let records = s.spawn(|| {
-                    let snapshot = changes
-                        .then(|| match (&snapshot.state, &current) {
-                            (None, Some(c)) => state.encode_snapshot(&Snapshot {
-                                state: Some(self.encode_state(c)?),
-                                ..snapshot.clone()
-                            }),
-                            _ => state.encode_snapshot(&snapshot),
-                        })
-                        .transpose()?;
-                    Ok::<_, HostError>((snapshot, state.encode_applied(&applied)?))
+                let at_ms = now_ms();
+                let changes = report.plan != PlanKind::Unchanged || sysctl_changes;
+                // The records are encoded on the other core while the backend applies.
+                let state = &self.state;
+                let (applied_result, records) = thread::scope(|s| {
+                    let records = s.spawn(|| {
+                        if persist_path.is_some() {
+                            boot_text();
+                        }
+                        let snapshot = changes
+                            .then(|| match (&snapshot.state, &current_raw, &current) {
+                                (None, Some(raw), _) => state.encode_snapshot(&Snapshot {
+                                    state: Some(raw.clone()),
+                                    ..snapshot.clone()
+                                }),
+                                (None, None, Some(c)) => state.encode_snapshot(&Snapshot {
+                                    state: Some(self.encode_state(c)?),
+                                    ..snapshot.clone()
+                                }),
+                                _ => state.encode_snapshot(&snapshot),
+                            })
+                            .transpose()?;
+                        let applied = Applied {
+                            version: StateDir::record_version(),
+                            backend: self.backend.name().into(),
+                            key: self.backend.key(),
+                            event: "apply".into(),
+                            target: ruleset.target.to_string(),
+                            source: opts.source.clone(),
+                            at_ms,
+                            expected: Some(expected()?),
+                            persist: persist_path.clone(),
+                            hardening: ruleset.hardening,
+                        };
+                        Ok::<_, HostError>((snapshot, state.encode_applied(&applied)?))
+                    });
+                    let result = self.backend.apply_at(&plan, at.as_ref());
+                    let records = records
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (result, records)
                 });
-                let result = self.backend.apply(&plan);
-                let records = records
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (result, records)
-            });
-            if let Err(e) = applied_result {
-                // All or nothing: put the sysctl values and file back too.
-                if let Some(s) = &snapshot.sysctl {
-                    let _ = crate::sysctl::restore(s);
+                let generation = match applied_result {
+                    Ok(g) => g,
+                    Err(e) => {
+                        // All or nothing: put the sysctl values and file back too.
+                        if let Some(s) = &snapshot.sysctl {
+                            let _ = crate::sysctl::restore(s);
+                        }
+                        if pending.is_some() {
+                            // The timer finds no record and exits; nothing was changed.
+                            let _ = self.state.clear_pending();
+                        }
+                        if from_record {
+                            // Set members differ from the record (changed by hand), or
+                            // something was committed meanwhile: the transaction
+                            // changed nothing; read everything and plan again.
+                            refresh = true;
+                            continue;
+                        }
+                        return Err(self.be(e));
+                    }
+                };
+                report.applied = true;
+                let (snapshot_bytes, applied_bytes) = records?;
+                if let Some(bytes) = snapshot_bytes {
+                    self.state.write_encoded_snapshot(&bytes)?;
                 }
-                if pending.is_some() {
-                    // The timer finds no record and exits; nothing was changed.
-                    let _ = self.state.clear_pending();
+                self.state.write_encoded_applied(&applied_bytes)?;
+                if let Some(generation) = generation {
+                    self.state.write_generation(&GenerationRecord {
+                        version: StateDir::record_version(),
+                        backend: self.backend.name().into(),
+                        key: self.backend.key(),
+                        generation,
+                    })?;
                 }
-                if from_record {
-                    // Set members differ from the record (changed by hand): the
-                    // transaction changed nothing; read everything and plan again.
-                    refresh = true;
-                    continue;
-                }
-                return Err(self.be(e));
-            }
-            report.applied = true;
-            let (snapshot_bytes, applied_bytes) = records?;
-            if let Some(bytes) = snapshot_bytes {
-                self.state.write_encoded_snapshot(&bytes)?;
-            }
-            self.state.write_encoded_applied(&applied_bytes)?;
-            let default_path = matches!(opts.persist, Persist::Default);
-            if let Some((mut p, timeout)) = pending {
-                p.deadline_ms = now_ms() + timeout.as_millis() as u64;
-                self.state.write_pending(&p)?;
-                report.pending = Some(pending_info(&p));
-                report.persist_on_confirm = persist_path;
-                if self_persisting.is_some() {
-                    report.notes.push(format!(
+                let default_path = matches!(opts.persist, Persist::Default);
+                if let Some((mut p, timeout)) = pending {
+                    p.deadline_ms = now_ms() + timeout.as_millis() as u64;
+                    self.state.write_pending(&p)?;
+                    report.pending = Some(pending_info(&p));
+                    report.persist_on_confirm = persist_path;
+                    if self_persisting.is_some() {
+                        report.notes.push(format!(
                         "the change is already in {}'s permanent configuration: should this host \
                      restart before `microseg confirm`, the timer is gone and the change stays; \
                      run `microseg rollback` then",
                         self.backend.name()
                     ));
+                    }
+                } else if self_persisting.is_some() {
+                    // Said in the notes already.
+                } else if let Some(path) = persist_path {
+                    report.backup = persist::write_boot_file(&path, boot_text())?;
+                    report
+                        .notes
+                        .extend(self.backend.persist_notes(&path, default_path));
+                    report.persisted = Some(path);
+                } else {
+                    report
+                        .notes
+                        .push("not persisted: the change is lost at reboot (--no-persist)".into());
                 }
-            } else if self_persisting.is_some() {
-                // Said in the notes already.
-            } else if let Some(path) = persist_path {
-                report.backup = persist::write_boot_file(&path, &boot_text)?;
-                report
-                    .notes
-                    .extend(self.backend.persist_notes(&path, default_path));
-                report.persisted = Some(path);
-            } else {
-                report
-                    .notes
-                    .push("not persisted: the change is lost at reboot (--no-persist)".into());
+                dispose((current, plan));
+                return Ok(report);
             }
-            return Ok(report);
-        }
+        });
+        dispose((desired, expected_state));
+        result
     }
 
-    /// The installed state to plan against, whether it is the record of
-    /// the last operation, and the plan. Unless `refresh`, the backend's
+    /// The generation of what is installed and, unless `refresh`, when
+    /// it is still the one recorded after the last operation (nothing
+    /// changed since), that operation's record.
+    fn early(&self, refresh: bool) -> Result<Early<B>, HostError> {
+        let at = self.backend.generation();
+        let unchanged = match &at {
+            Some(g) if !refresh => self.state.generation()?.is_some_and(|r| {
+                r.backend == self.backend.name()
+                    && r.key == self.backend.key()
+                    && &r.generation == g
+            }),
+            _ => false,
+        };
+        let exact = if unchanged { self.recorded()? } else { None };
+        Ok(Early { at, exact })
+    }
+
+    /// The installed state to plan against, where it comes from, the
+    /// generation it was observed at, and the plan to `desired` (whose
+    /// installed form is `expected`).
+    ///
+    /// When nothing changed since the last operation (`early.exact`), its
+    /// record is what is installed. Else, unless `refresh`, the backend's
     /// cheap look at what is installed ([`HostBackend::glance`], on the
     /// other core) runs while the record is read and the plan against it
     /// made; when the look matches the record, that plan stands. Else the
     /// installed state is read in full.
-    #[allow(clippy::type_complexity)]
     fn current_and_plan(
         &self,
         desired: &B::Artefact,
+        expected: &B::State,
+        early: Early<B>,
         refresh: bool,
-    ) -> Result<(Option<B::State>, bool, B::Plan), HostError> {
+    ) -> Result<Planned<B>, HostError> {
+        let Early { at, exact } = early;
+        let plan = |current: Option<&B::State>| {
+            self.backend
+                .plan_expected(desired, expected, current)
+                .map_err(|e| self.be(e))
+        };
+        if let Some((recorded, raw)) = exact {
+            return Ok(Planned {
+                plan: plan(Some(&recorded))?,
+                current: Some(recorded),
+                current_raw: Some(raw),
+                basis: Basis::Generation,
+                at,
+            });
+        }
         if !refresh {
             let planned = thread::scope(|s| {
                 let glance = s.spawn(|| self.backend.glance());
                 let recorded = self.recorded();
                 let plan = match &recorded {
-                    Ok(Some(r)) => Some(self.backend.plan(desired, Some(r))),
+                    Ok(Some((r, _))) => Some(plan(Some(r))),
                     _ => None,
                 };
                 let glance = glance
@@ -954,30 +1113,41 @@ impl<B: HostBackend> Host<B> {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (glance, recorded, plan)
             });
-            if let (glance, Ok(Some(recorded)), Some(plan)) = planned {
+            if let (glance, Ok(Some((recorded, raw))), Some(plan)) = planned {
                 let glance = glance.map_err(|e| self.be(e))?;
                 if glance.is_some_and(|g| self.backend.glance_matches(&g, &recorded)) {
-                    let plan = plan.map_err(|e| self.be(e))?;
-                    return Ok((Some(recorded), true, plan));
+                    return Ok(Planned {
+                        plan: plan?,
+                        current: Some(recorded),
+                        current_raw: Some(raw),
+                        basis: Basis::Record,
+                        at,
+                    });
                 }
             } else if let (_, Err(e), _) = planned {
                 return Err(e);
             }
         }
         let current = self.backend.read().map_err(|e| self.be(e))?;
-        let plan = self
-            .backend
-            .plan(desired, current.as_ref())
-            .map_err(|e| self.be(e))?;
-        Ok((current, false, plan))
+        Ok(Planned {
+            plan: plan(current.as_ref())?,
+            current,
+            current_raw: None,
+            basis: Basis::Read,
+            at,
+        })
     }
 
-    /// The state the last operation left installed, from the records
-    /// (`None`: no record of this backend and key, or nothing installed).
-    fn recorded(&self) -> Result<Option<B::State>, HostError> {
+    /// The state the last operation left installed, from the records, and
+    /// as recorded (`None`: no record of this backend and key, or nothing
+    /// installed).
+    fn recorded(&self) -> Result<Option<Recorded<B>>, HostError> {
         match self.state.applied()? {
             Some(a) if a.backend == self.backend.name() && a.key == self.backend.key() => {
-                self.decode_state(a.expected)
+                match a.expected {
+                    Some(raw) => Ok(self.decode_state(Some(&raw))?.map(|s| (s, raw))),
+                    None => Ok(None),
+                }
             }
             _ => Ok(None),
         }
@@ -1078,7 +1248,7 @@ impl<B: HostBackend> Host<B> {
                 })?,
         };
         self.check_snapshot(&snap)?;
-        let saved = self.decode_state(snap.state.clone())?;
+        let saved = self.decode_state(snap.state.as_deref())?;
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;
@@ -1137,7 +1307,7 @@ impl<B: HostBackend> Host<B> {
             .filter(|a| a.backend == self.backend.name() && a.key == self.backend.key());
         let drift = match &applied {
             Some(a) => {
-                let expected = self.decode_state(a.expected.clone())?;
+                let expected = self.decode_state(a.expected.as_deref())?;
                 Some(self.backend.drift(expected.as_ref(), current.as_ref()))
             }
             None => None,
@@ -1290,7 +1460,7 @@ impl<B: HostBackend> Host<B> {
             Some(p) => p,
         };
         self.check_snapshot(&p.snapshot)?;
-        let saved = self.decode_state(p.snapshot.state.clone())?;
+        let saved = self.decode_state(p.snapshot.state.as_deref())?;
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;

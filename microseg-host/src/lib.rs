@@ -74,7 +74,7 @@ mod state;
 pub mod sysctl;
 mod timer;
 
-pub use backend::{Difference, Hits, HostBackend, PlanKind};
+pub use backend::{Difference, Generation, Hits, HostBackend, PlanKind};
 pub use host::{
     ApplyOptions, ApplyReport, ConfirmOptions, ConfirmReport, Host, PendingInfo, RemoveReport,
     RollbackReport, Status, TimerOutcome,

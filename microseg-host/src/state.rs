@@ -29,6 +29,7 @@ const LOCK: &str = "lock";
 const SNAPSHOT: &str = "snapshot.json";
 const APPLIED: &str = "applied.json";
 const PENDING: &str = "pending.json";
+const GENERATION: &str = "generation.json";
 const TIMER_LOG: &str = "timer.log";
 
 /// Format of the records; bumped on incompatible changes.
@@ -75,7 +76,7 @@ pub(crate) struct Snapshot {
     pub(crate) key: String,
     pub(crate) taken_ms: u64,
     /// The backend's state (`None`: nothing was installed).
-    pub(crate) state: Option<serde_json::Value>,
+    pub(crate) state: Option<Box<serde_json::value::RawValue>>,
     /// The boot file and what it held before (`None`: persistence was off).
     pub(crate) persist: Option<PersistRecord>,
     /// The hardening sysctl values and file before (`None`: the policy has no hardening).
@@ -102,12 +103,23 @@ pub(crate) struct Applied {
     pub(crate) source: String,
     pub(crate) at_ms: u64,
     /// The state expected to be installed (`None`: nothing).
-    pub(crate) expected: Option<serde_json::Value>,
+    pub(crate) expected: Option<Box<serde_json::value::RawValue>>,
     /// The boot file written for it, if any.
     pub(crate) persist: Option<PathBuf>,
     /// The hardening applied with it, if any (for `status`).
     #[serde(default)]
     pub(crate) hardening: Option<microseg_core::Hardening>,
+}
+
+/// The generation of what is installed right after the last operation
+/// (written after, and removed before, `applied.json`): while the backend
+/// still reports it, nothing has changed since and the record is exact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GenerationRecord {
+    pub(crate) version: u32,
+    pub(crate) backend: String,
+    pub(crate) key: String,
+    pub(crate) generation: crate::Generation,
 }
 
 /// A change waiting for `confirm`.
@@ -311,7 +323,18 @@ impl StateDir {
     }
 
     pub(crate) fn write_encoded_applied(&self, bytes: &[u8]) -> Result<(), HostError> {
+        self.remove_record(GENERATION)?;
         self.write_encoded(APPLIED, bytes)
+    }
+
+    /// The generation recorded after the last operation, if any.
+    pub(crate) fn generation(&self) -> Result<Option<GenerationRecord>, HostError> {
+        self.read_record(GENERATION)
+    }
+
+    /// Records the generation the last operation left (after `applied.json`).
+    pub(crate) fn write_generation(&self, g: &GenerationRecord) -> Result<(), HostError> {
+        self.write_record(GENERATION, g)
     }
 
     fn remove_record(&self, name: &str) -> Result<(), HostError> {
@@ -336,6 +359,7 @@ impl StateDir {
     }
 
     pub(crate) fn write_applied(&self, a: &Applied) -> Result<(), HostError> {
+        self.remove_record(GENERATION)?;
         self.write_record(APPLIED, a)
     }
 
