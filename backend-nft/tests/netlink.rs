@@ -40,7 +40,11 @@ fn artefact(web: &[String]) -> NftArtefact {
 /// The table as nft lists it (text: no handles).
 fn listing(ns: &Netns) -> String {
     let out = ns.nft(&["list", "table", "inet", "nl"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
