@@ -392,8 +392,9 @@ fn interval_changes(sets: &[SetDelta]) -> Option<Vec<SetChange<'_>>> {
             delete,
         });
     }
-    // Two keys of up to 16 bytes and their attributes per interval.
-    (count * 2 * 40 < crate::netlink::BATCH_LIMIT).then_some(out)
+    // Headers and names per set, then the intervals.
+    let bytes = out.len() * 2 * 128 + count * crate::netlink::INTERVAL_BYTES;
+    (bytes + bytes / 64 < crate::netlink::BATCH_LIMIT).then_some(out)
 }
 
 /// What a [`NftPlan::Replace`] loads.

@@ -54,8 +54,12 @@ const ERESTART: i32 = 85;
 /// small messages keep error reports precise and buffers modest).
 const MESSAGE_BYTES: usize = 32 * 1024;
 /// Above this many bytes a delta goes through nft instead (it is then no
-/// longer small, and nft's fetch no longer dominates).
-pub(crate) const BATCH_LIMIT: usize = 4 * 1024 * 1024;
+/// longer small, and nft's fetch no longer dominates). Well below the
+/// default socket send buffer limit (`net.core.wmem_max`, 208 KiB).
+pub(crate) const BATCH_LIMIT: usize = 160 * 1024;
+/// The most bytes one interval takes in a batch: a start and an end key of
+/// up to 16 bytes, their attributes and the end's flags.
+pub(crate) const INTERVAL_BYTES: usize = 64;
 
 /// An address interval `[start, end]` of one family, as key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -208,9 +212,8 @@ impl Netlink {
                 sockopt::ReceiveTimeout,
                 &nix::sys::time::TimeVal::new(10, 0),
             )?;
-            // Room for the replies of a large batch (errors echo their message).
-            let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
-            let _ = setsockopt(&fd, sockopt::SndBuf, &(4 << 20));
+            // Room for the replies of a batch (errors echo their message).
+            let _ = setsockopt(&fd, sockopt::RcvBuf, &(1 << 20));
             Ok(fd)
         };
         let fd = match netns {

@@ -139,6 +139,37 @@ fn random_member_changes_leave_exactly_what_nft_loads() {
 }
 
 #[test]
+fn large_deltas_span_several_messages_or_go_through_nft() {
+    let (ours, theirs) = (netns(), netns());
+    let b = NftBackend::new(Nft::in_netns(ours.name()), "nl");
+    let reference = NftBackend::new(Nft::in_netns(theirs.name()), "nl");
+    let spread = |n: u32, from: u32| -> Vec<String> {
+        (0..n)
+            .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + from + 2 * i).to_string())
+            .chain(["2001:db8::1".to_string()])
+            .collect()
+    };
+    b.apply_at(&b.plan(&artefact(&spread(10, 0)), None).unwrap(), None)
+        .unwrap();
+    // 1,500 intervals: about 60 kB, several element messages in one batch;
+    // 6,000: too large for one batch, so one nft transaction.
+    for (n, from) in [(1_500, 0), (6_000, 100_000), (10, 0)] {
+        let a = artefact(&spread(n, from));
+        let plan = b.plan(&a, b.read().unwrap().as_ref()).unwrap();
+        assert_eq!(plan.kind(), NftPlanKind::Elements, "{n}");
+        let at = b.generation().unwrap();
+        let after = b.apply_at(&plan, Some(&at)).unwrap();
+        assert_eq!(after.map(|g| g.id), Some(at.id + 1), "{n}: one transaction");
+        reference.remove().unwrap();
+        reference.nft.apply_json(&a).unwrap();
+        assert!(
+            listing(&ours) == listing(&theirs),
+            "{n} addresses from {from}"
+        );
+    }
+}
+
+#[test]
 fn a_stale_generation_changes_nothing() {
     let ns = netns();
     let b = NftBackend::new(Nft::in_netns(ns.name()), "nl");

@@ -1104,13 +1104,31 @@ impl<B: HostBackend> Host<B> {
             let planned = thread::scope(|s| {
                 let glance = s.spawn(|| self.backend.glance());
                 let recorded = self.recorded();
-                let plan = match &recorded {
-                    Ok(Some((r, _))) => Some(plan(Some(r))),
-                    _ => None,
+                let matches = |g: &Result<Option<B::State>, B::Error>, r: &B::State| matches!(g, Ok(Some(g)) if self.backend.glance_matches(g, r));
+                // The plan against the record is made while the look runs;
+                // once it is back, only if the look matches.
+                let (glance, plan) = match &recorded {
+                    Ok(Some((r, _))) if glance.is_finished() => {
+                        let glance = glance
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        let plan = matches(&glance, r).then(|| plan(Some(r)));
+                        (glance, plan)
+                    }
+                    Ok(Some((r, _))) => {
+                        let plan = plan(Some(r));
+                        let glance = glance
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        (glance, Some(plan))
+                    }
+                    _ => (
+                        glance
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                        None,
+                    ),
                 };
-                let glance = glance
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (glance, recorded, plan)
             });
             if let (glance, Ok(Some((recorded, raw))), Some(plan)) = planned {
