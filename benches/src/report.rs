@@ -402,6 +402,15 @@ const NOTES: &str = "
   flows or addresses. Its maps are anonymous (the `nftables` crate cannot
   declare a named verdict map), so any change replaces the table; `apply`
   keeps the plain lowering, whose named sets take element deltas.
+* **A one-address change** goes as one nfnetlink batch of element messages
+  (what nft itself sends), guarded by the ruleset generation the plan was
+  made at. nft 1.0.6 would first read every element of every interval set
+  of the table (over a second on the hub). The batch itself is cheap in
+  user space; the kernel needs tens of milliseconds to commit a change to
+  a set of 100,000 intervals (a small set: under a millisecond). The rest
+  of a `microseg apply` of such a change is rendering the hub, working out
+  the state it leaves, reading the record of the last apply (6.6 MB) and
+  comparing set by set, on two cores: about 200 ms in all.
 * **Connection rates** are per single client thread (connect, RST close),
   so they include the syscalls of both ends; `conntrack only` is a table
   with nothing but `ct state established,related accept`, the state

@@ -6,7 +6,8 @@
 //!
 //! `--kernel` adds the kernel benchmarks (root; see `kernel-bench`);
 //! `--reuse` takes the sizes' figures from the last run
-//! (`target/scaling-results.json`) instead of measuring them again.
+//! (`target/scaling-results.json`) instead of measuring them again;
+//! `--reuse-kernel` the kernel figures too (the report only written again).
 #![forbid(unsafe_code)]
 
 use microseg_benches::gen::Size;
@@ -31,11 +32,16 @@ fn main() -> ExitCode {
     let mut runs = 3usize;
     let mut with_kernel = false;
     let mut reuse = false;
+    let mut reuse_kernel = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--kernel" => with_kernel = true,
             "--reuse" => reuse = true,
+            "--reuse-kernel" => {
+                reuse = true;
+                reuse_kernel = true;
+            }
             "--sizes" => {
                 sizes = it
                     .next()
@@ -51,7 +57,8 @@ fn main() -> ExitCode {
             }
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --kernel, --reuse, --sizes S,M,L, --runs N"
+                    "unknown argument {other}; use --kernel, --reuse, --reuse-kernel, --sizes S,M,L, \
+                     --runs N"
                 );
                 return ExitCode::from(2);
             }
@@ -95,7 +102,20 @@ fn main() -> ExitCode {
         eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
         results.push(r);
     }
-    let kernel: Option<KernelResults> = if with_kernel {
+    let kernel: Option<KernelResults> = if reuse_kernel {
+        // The kernel figures of the last run too: the report written again.
+        let v: serde_json::Value = std::fs::read(&saved)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        match serde_json::from_value(v["kernel"].clone()) {
+            Ok(Some(k)) => Some(k),
+            _ => {
+                eprintln!("--reuse-kernel: no kernel results in {}", saved.display());
+                return ExitCode::from(1);
+            }
+        }
+    } else if with_kernel {
         if let Err(e) = kernel::require_root() {
             eprintln!("scaling-report: {e}");
             return ExitCode::from(1);
@@ -119,7 +139,7 @@ fn main() -> ExitCode {
     let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
     let mut command = String::from("cargo run -p microseg-benches --release --bin scaling-report");
     let mut flags = Vec::new();
-    if with_kernel {
+    if with_kernel || reuse_kernel {
         flags.push("--kernel".to_string());
     }
     if reuse {
