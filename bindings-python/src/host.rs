@@ -13,7 +13,7 @@ use crate::errors::{backend_error, core_error, nft_error, request_error};
 use crate::{target_of, PyPolicy};
 use backend_firewalld::sandbox::PrivateFirewalld;
 use backend_firewalld::{FirewalldBackend, FirewalldError};
-use backend_nft::{Nft, NftBackend, NftError};
+use backend_nft::{Lowering, Nft, NftBackend, NftError};
 use microseg_core::backend::Backend;
 use microseg_core::ir::{self, HostRuleset, Target};
 use microseg_core::Policy;
@@ -234,10 +234,18 @@ impl PyHost {
     /// The host manager for `table` (firewalld: connects to the bus; call
     /// with the GIL released).
     fn any_host(&self, table: &str) -> Result<AnyHost, HostError> {
+        self.any_host_with(table, Lowering::Plain)
+    }
+
+    /// [`any_host`](Self::any_host), rendering nftables rulesets with `lowering`.
+    fn any_host_with(&self, table: &str, lowering: Lowering) -> Result<AnyHost, HostError> {
         Ok(match self.kind {
             Kind::Nft => AnyHost::Nft(
-                Host::new(NftBackend::new(self.nft(), table), self.state())
-                    .with_lock_timeout(self.lock_timeout),
+                Host::new(
+                    NftBackend::new(self.nft(), table).with_lowering(lowering),
+                    self.state(),
+                )
+                .with_lock_timeout(self.lock_timeout),
             ),
             Kind::Firewalld => AnyHost::Firewalld(
                 Host::new(
@@ -366,16 +374,17 @@ impl PyHost {
 
     /// The plan for making this host's firewall match the policy (changes
     /// nothing): `apply(..., dry_run=True)`.
-    #[pyo3(signature = (policy, role = None, host = None))]
+    #[pyo3(signature = (policy, role = None, host = None, optimize = false))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
         policy: &PyPolicy,
         role: Option<&str>,
         host: Option<&str>,
+        optimize: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.apply(
-            py, policy, role, host, true, false, None, None, None, None, None, false,
+            py, policy, role, host, true, false, None, None, None, None, None, false, optimize,
         )
     }
 
@@ -392,12 +401,14 @@ impl PyHost {
     /// only). `dry_run`: only plan. `refresh`: plan from a full read of the
     /// installed state, not from the record of the last operation (used when
     /// the installed rules, chains and set definitions still match it).
-    /// Returns the report as a dict (`plan` is
+    /// `optimize` (nftables): install the optimised lowering (verdict maps:
+    /// a bounded number of rules per new connection; a membership change
+    /// replaces the table). Returns the report as a dict (`plan` is
     /// `"unchanged"`, `"incremental"` or `"replace"`; `changed`; `text`).
     /// Releases the GIL.
     #[pyo3(signature = (policy, role = None, host = None, dry_run = false, force = false,
                         confirm_timeout = None, persist = None, ssh_connection = None, source = None,
-                        sysctl_file = None, refresh = false))]
+                        sysctl_file = None, refresh = false, optimize = false))]
     #[allow(clippy::too_many_arguments)]
     fn apply<'py>(
         &self,
@@ -413,7 +424,13 @@ impl PyHost {
         source: Option<String>,
         sysctl_file: Option<&Bound<'py, PyAny>>,
         refresh: bool,
+        optimize: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if optimize && self.kind != Kind::Nft {
+            return Err(request_error(
+                "optimize is a lowering of the nftables backend; firewalld has its own objects",
+            ));
+        }
         let p = policy.policy();
         let target = self.resolve(py, &p, role, host)?;
         let ssh_connection = match ssh_connection {
@@ -450,7 +467,12 @@ impl PyHost {
         };
         let result = py.detach(|| {
             let rs = ir::compile(&p, &target)?;
-            self.any_host(&p.table)?.apply(&rs, &opts)
+            let lowering = if optimize {
+                Lowering::Optimized
+            } else {
+                Lowering::Plain
+            };
+            self.any_host_with(&p.table, lowering)?.apply(&rs, &opts)
         });
         let r = result.map_err(|e| host_error(py, e))?;
         let changed = r.plan != microseg_host::PlanKind::Unchanged || !r.sysctl.is_empty();

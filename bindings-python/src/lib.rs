@@ -25,7 +25,6 @@ mod errors;
 mod host;
 
 use backend_firewalld::FirewalldRenderer;
-use backend_nft::NftRenderer;
 use convert::{diagnostic_dict, json_to_py};
 use errors::{core_error, request_error};
 use microseg_core::backend::Renderer;
@@ -109,11 +108,12 @@ fn render(
     policy: &Policy,
     target: &Target,
     format: CompileFormat,
+    lowering: backend_nft::Lowering,
 ) -> Result<String, errors::Failure> {
     let rs: HostRuleset = ir::compile(policy, target)?;
     let mut out = match format {
-        CompileFormat::Nft => backend_nft::to_nft_text(&NftRenderer.render(&rs)?),
-        CompileFormat::NftJson => backend_nft::to_json(&NftRenderer.render(&rs)?),
+        CompileFormat::Nft => backend_nft::to_nft_text(&lowering.render(&rs)?),
+        CompileFormat::NftJson => backend_nft::to_json(&lowering.render(&rs)?),
         CompileFormat::Ir => serde_json::to_string_pretty(&rs).expect("the IR serialises"),
         CompileFormat::Firewalld => FirewalldRenderer.render(&rs)?.to_json(),
         CompileFormat::Sysctl => match &policy.hardening {
@@ -295,19 +295,27 @@ impl PyPolicy {
     /// `microseg compile` prints it: `format` is `nft` (an nft script),
     /// `nft-json` (libnftables JSON), `ir` (the backend-neutral IR as JSON),
     /// `firewalld` (the firewalld objects as JSON) or `sysctl` (the sysctl.d
-    /// file of the policy's `hardening`; empty without it). Releases the GIL.
-    #[pyo3(signature = (role = None, host = None, format = "nft"))]
+    /// file of the policy's `hardening`; empty without it). `optimize`: the
+    /// nftables formats in the optimised lowering (`compile --optimize`).
+    /// Releases the GIL.
+    #[pyo3(signature = (role = None, host = None, format = "nft", optimize = false))]
     fn compile(
         &self,
         py: Python<'_>,
         role: Option<&str>,
         host: Option<&str>,
         format: &str,
+        optimize: bool,
     ) -> PyResult<String> {
         let format = CompileFormat::parse(format)?;
         let target = target_of(role, host)?;
         let policy = &*self.inner;
-        py.detach(|| render(policy, &target, format))
+        let lowering = if optimize {
+            backend_nft::Lowering::Optimized
+        } else {
+            backend_nft::Lowering::Plain
+        };
+        py.detach(|| render(policy, &target, format, lowering))
             .map_err(|e| e.into_py_err(py))
     }
 
@@ -396,7 +404,7 @@ fn _bench_compile(
     py.detach(|| {
         let start = Instant::now();
         for _ in 0..iterations {
-            std::hint::black_box(render(p, &target, format)?);
+            std::hint::black_box(render(p, &target, format, backend_nft::Lowering::Plain)?);
         }
         Ok(start.elapsed().as_secs_f64())
     })

@@ -193,6 +193,30 @@ def test_anti_lockout(netns: str, tmp_path: Path) -> None:
     assert admin["lockout"]["outcome"] == "keeps"
 
 
+def test_apply_optimize(netns: str, tmp_path: Path, cli: Path) -> None:
+    policy = microseg.Policy.from_file(POLICY)
+    host = microseg.Host(state_dir=tmp_path / "state", netns=netns)
+    plan = host.plan(policy, role="web", optimize=True)
+    assert (plan["plan"], plan["changed"]) == ("replace", True)
+    if "apply" in cli_subcommands(cli):
+        dry = f"apply {POLICY} --role web --optimize --dry-run --state-dir {tmp_path / 'cli'}"
+        assert sh(["ip", "netns", "exec", netns, str(cli), *dry.split()]).stdout == plan["text"]
+        compiled = sh([str(cli), "compile", POLICY, "--role", "web", "--optimize"]).stdout
+        assert policy.compile(role="web", optimize=True) == compiled
+    r = host.apply(policy, role="web", persist=False, optimize=True)
+    assert r["applied"] and "vmap" in (host.installed_text() or "")
+    again = host.apply(policy, role="web", persist=False, optimize=True)
+    assert (again["plan"], again["changed"]) == ("unchanged", False)
+    status = host.status()
+    assert not status["drifted"]
+    assert "flow:public-web" in {h["label"] for h in status["hits"]}
+    # The plain lowering replaces it again.
+    assert host.apply(policy, role="web", persist=False)["plan"] == "replace"
+    assert "vmap" not in (host.installed_text() or "")
+    with pytest.raises(ValueError, match="optimize is a lowering of the nftables backend"):
+        microseg.Host(backend="firewalld").plan(policy, role="web", optimize=True)
+
+
 def test_role_auto_and_errors(netns: str, tmp_path: Path) -> None:
     policy = microseg.Policy.from_file(POLICY)
     with pytest.raises(microseg.RequestError, match="role auto reads this process"):

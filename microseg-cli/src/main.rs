@@ -225,6 +225,13 @@ enum Command {
         /// the installed rules, chains and set definitions still match it.
         #[arg(long)]
         refresh: bool,
+        /// nftables: install the optimised lowering (verdict maps over an
+        /// exact partition: a bounded number of rules and lookups per new
+        /// connection, whatever the number of flows and addresses). Its maps
+        /// are inline, so a membership change replaces the table instead of
+        /// being a set element delta.
+        #[arg(long)]
+        optimize: bool,
         #[command(flatten)]
         persist: PersistArgs,
         /// With `hardening` in the policy: write its sysctl.d file to PATH
@@ -552,12 +559,20 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             confirm_timeout,
             force,
             refresh,
+            optimize,
             persist,
             sysctl_file,
             no_sysctl_file,
             state,
             test_hold_lock_ms,
         } => {
+            if optimize && backend != BackendKind::Nft {
+                return Err(CliError::Usage(
+                    "--optimize is a lowering of the nftables backend; firewalld has its own \
+                     objects"
+                        .into(),
+                ));
+            }
             let p = load(&policy)?;
             let target = match (target.role.as_deref(), target.host) {
                 (Some("auto"), _) => {
@@ -602,7 +617,12 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     (None, false) => Persist::Default,
                 },
             };
-            let host = host(backend, &p.table, &state)?;
+            let lowering = if optimize {
+                backend_nft::Lowering::Optimized
+            } else {
+                backend_nft::Lowering::Plain
+            };
+            let host = host_with(backend, &p.table, &state, lowering)?;
             let report = each!(&host, h => h.apply(&rs, &opts))?;
             out!("{report}");
             Ok(ExitCode::SUCCESS)
@@ -733,10 +753,21 @@ use each;
 /// The host driven through `backend` for `table`; for firewalld, connected
 /// to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
 fn host(backend: BackendKind, table: &str, state: &StateArgs) -> Result<AnyHost, CliError> {
+    host_with(backend, table, state, backend_nft::Lowering::Plain)
+}
+
+/// [`host`], rendering nftables rulesets with `lowering`.
+fn host_with(
+    backend: BackendKind,
+    table: &str,
+    state: &StateArgs,
+    lowering: backend_nft::Lowering,
+) -> Result<AnyHost, CliError> {
     Ok(match backend {
         BackendKind::Nft => AnyHost::Nft(
             Host::new(
-                backend_nft::NftBackend::new(backend_nft::Nft::host(), table),
+                backend_nft::NftBackend::new(backend_nft::Nft::host(), table)
+                    .with_lowering(lowering),
                 state.dir(),
             )
             .with_lock_timeout(state.lock_timeout),

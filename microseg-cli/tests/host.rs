@@ -1160,3 +1160,50 @@ fn usage_errors_exit_2_and_broken_state_is_a_clear_error() {
         assert!(out.status.success(), "{cmd} --help");
     }
 }
+
+#[test]
+fn apply_optimize_installs_the_optimised_lowering() {
+    let ns = netns();
+    let s = Site::new(ns.name());
+    let v1 = s
+        .dir
+        .write("v1.toml", &policy("\"10.10.1.10\"", true))
+        .unwrap();
+    let v2 = s
+        .dir
+        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
+        .unwrap();
+    let vmaps = || s.list("inet", "ms").unwrap().contains("\"vmap\"");
+    let apply = |file: &str, extra: &[&str]| {
+        let mut args = vec!["apply", file, "--role", "app", "--no-persist"];
+        args.extend_from_slice(extra);
+        s.expect(0, &args)
+    };
+    let out = apply(&v1, &["--optimize"]);
+    assert!(out.contains("replace table inet ms"), "{out}");
+    assert!(vmaps());
+    // Drift is measured against it, and hits are counted per flow (in the
+    // flows' own chains).
+    let status = s.expect(0, &["status"]);
+    assert!(
+        status.contains("flow:web-to-app") && status.contains("flow:admin-ssh"),
+        "{status}"
+    );
+    assert!(apply(&v1, &["--optimize"]).contains("unchanged"));
+    // A membership change: the maps are inline, so the table is replaced.
+    let out = apply(&v2, &["--optimize", "--dry-run"]);
+    assert!(out.contains("replace table inet ms"), "{out}");
+    apply(&v2, &["--optimize"]);
+    s.expect(0, &["status"]);
+    // Back to the plain lowering, and rollback to the optimised one.
+    assert!(apply(&v2, &[]).contains("replace table inet ms"));
+    assert!(!vmaps());
+    s.expect(0, &["rollback"]);
+    assert!(vmaps());
+    s.expect(0, &["status"]);
+    let err = s.expect(
+        2,
+        &["apply", &v1, "--role", "app", "--backend", "firewalld", "--optimize"],
+    );
+    assert!(err.contains("--optimize is a lowering of the nftables backend"), "{err}");
+}

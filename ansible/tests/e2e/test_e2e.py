@@ -184,6 +184,27 @@ def test_playbook_end_to_end(lab: Lab, tmp_dir: Path) -> None:
         assert "microseg" not in lab.ruleset(h)
 
 
+def test_playbook_with_the_optimised_lowering(lab: Lab, tmp_dir: Path) -> None:
+    """optimize: true installs verdict maps; real connections still equal the policy."""
+    hosts = {**SERVERS, **OTHERS}
+    policy = microseg.Policy.from_file(REPO / "examples" / "three-tier.toml")
+    inventory = write_inventory(tmp_dir, lab)
+    policy_vars = write_policy(tmp_dir, policy.to_dict())
+    lab.listen(PORTS)
+    out, recap = playbook(tmp_dir, inventory, policy_vars, "-e", "microseg_optimize=true")
+    assert all(r["changed"] == 1 and r["failed"] == 0 for r in recap.values()), out
+    for h in SERVERS:
+        assert "vmap" in lab.ruleset(h), h
+    want = expected_matrix(policy, hosts)
+    got = lab.probe(list(hosts), list(hosts), PORTS)
+    wrong = sorted(
+        f"{s} -> {d} tcp/{p}" for (s, d, p) in want if want[(s, d, p)] != (got[(s, d, p)] == "open")
+    )
+    assert not wrong, "\n".join(wrong)
+    out, recap = playbook(tmp_dir, inventory, policy_vars, "-e", "microseg_optimize=true")
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), out
+
+
 def module_on(tmp: Path, inventory: Path, host: str, args: str) -> Dict[str, Any]:
     """Runs the module ad hoc on one inventory host; returns its result."""
     r = subprocess.run(

@@ -197,8 +197,10 @@ class Policy:
         role: Optional[str] = None,
         host: Optional[str] = None,
         format: CompileFormat = "nft",
+        optimize: bool = False,
     ) -> str:
-        """What a backend would install (``microseg compile``). Releases the GIL."""
+        """What a backend would install (``microseg compile``); ``optimize``: the
+        nftables formats in the optimised lowering. Releases the GIL."""
     def query(self, src: str, dst: str, port: str) -> QueryResult:
         """The decision for one new connection (``microseg query --json``)."""
     def matrix(self) -> Matrix:
@@ -226,7 +228,11 @@ class Host:
     ) -> Target:
         """The compile target; ``role="auto"`` picks this host's managed address."""
     def plan(
-        self, policy: Policy, role: Optional[str] = None, host: Optional[str] = None
+        self,
+        policy: Policy,
+        role: Optional[str] = None,
+        host: Optional[str] = None,
+        optimize: bool = False,
     ) -> ApplyReport:
         """``apply(..., dry_run=True)``: the plan, nothing changed."""
     def apply(
@@ -242,6 +248,7 @@ class Host:
         source: Optional[str] = None,
         sysctl_file: Union[bool, StrPath] = True,
         refresh: bool = False,
+        optimize: bool = False,
     ) -> ApplyReport:
         """Makes this host's firewall match the policy. Releases the GIL."""
     def confirm(self, table: Optional[str] = None) -> Dict[str, Any]:

@@ -91,6 +91,15 @@ options:
         set members changed by hand are then reported by C(microseg status), not undone.
     type: bool
     default: false
+  optimize:
+    description:
+      - O(backend=nftables) only. Install the optimised lowering, verdict maps over an
+        exact partition of the addresses, so that a new connection meets a bounded
+        number of rules and lookups whatever the number of flows and hosts.
+      - Its maps are inline, so a membership change replaces the table instead of
+        adding and deleting set elements (counters restart then).
+    type: bool
+    default: false
   state_dir:
     description:
       - Directory of microseg's records, lock and rollback snapshot on the target.
@@ -337,6 +346,7 @@ def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
             dry_run=module.check_mode,
             force=p["force"],
             refresh=p["refresh"],
+            optimize=p["optimize"],
             confirm_timeout=p["confirm_timeout"],
             persist=_persist(p, "persist_path"),
             sysctl_file=_persist(p, "sysctl_file"),
@@ -345,7 +355,11 @@ def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
         )
         if module._diff:
             if module.check_mode:
-                after = policy.compile(format="nft", **kw) if p["backend"] == "nftables" else None
+                after = (
+                    policy.compile(format="nft", optimize=p["optimize"], **kw)
+                    if p["backend"] == "nftables"
+                    else None
+                )
             else:
                 after = host.installed_text(policy.table)
     except microseg.MicrosegError as e:
@@ -388,6 +402,7 @@ def main() -> None:
             "confirm": {"type": "bool", "default": False},
             "force": {"type": "bool", "default": False},
             "refresh": {"type": "bool", "default": False},
+            "optimize": {"type": "bool", "default": False},
             "state_dir": {"type": "path"},
             "persist": {"type": "bool", "default": True},
             "persist_path": {"type": "path"},
