@@ -1203,7 +1203,18 @@ fn apply_optimize_installs_the_optimised_lowering() {
     s.expect(0, &["status"]);
     let err = s.expect(
         2,
-        &["apply", &v1, "--role", "app", "--backend", "firewalld", "--optimize"],
+        &[
+            "apply",
+            &v1,
+            "--role",
+            "app",
+            "--backend",
+            "firewalld",
+            "--optimize",
+        ],
     );
-    assert!(err.contains("--optimize is a lowering of the nftables backend"), "{err}");
+    assert!(
+        err.contains("--optimize is a lowering of the nftables backend"),
+        "{err}"
+    );
 }
