@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// let o = microseg_benches::kernel::Options::default();
-/// assert_eq!(o.connections, 10_000);
+/// assert_eq!((o.connections, o.rounds, o.applies), (10_000, 7, 5));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -52,7 +52,7 @@ impl Default for Options {
         Options {
             connections: 10_000,
             rounds: 7,
-            applies: 3,
+            applies: 5,
         }
     }
 }
