@@ -116,6 +116,11 @@ impl Site {
         nft_in(&self.ns, args, None)
     }
 
+    /// Writes `text` to `name` in the site's directory; returns its path.
+    fn write(&self, name: &str, text: &str) -> String {
+        self.dir.write(name, text).unwrap()
+    }
+
     /// `nft -j list table FAMILY NAME` (None if absent).
     fn list(&self, family: &str, table: &str) -> Option<String> {
         list_table_in(&self.ns, family, table)
@@ -202,7 +207,7 @@ const FOREIGN: &str = "table inet foreign {\n\tset s {\n\t\ttype ipv4_addr\n\t\t
 fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let f = s.dir.write("foreign.nft", FOREIGN).unwrap();
+    let f = s.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = || {
         (
@@ -211,14 +216,8 @@ fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
         )
     };
     let before = foreign();
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.11\"", true))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.11\"", true));
     let boot = s.boot();
 
     let out = s.expect(0, &["apply", &v1, "--role", "app", "--persist", &boot]);
@@ -279,15 +278,9 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
     lab.listen("app", &[Service::Tcp(8080), Service::Tcp(9)])
         .unwrap();
     let s = Site::new(lab.netns_name("app").unwrap());
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
     // (.12, not .11: .10 and .11 would merge into 10.10.1.10/31.)
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
-        .unwrap();
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
     let app = ip("10.10.1.20");
     // Traffic for several rules: accepted, defaulted.
@@ -372,14 +365,8 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
 fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.11\"", true))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.11\"", true));
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
     let snapshot = std::fs::read_to_string(s.dir.path("state/snapshot.json")).unwrap();
     // The apply reads the table (--refresh: a full read, so a refused
@@ -492,14 +479,8 @@ fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
     lab.set_probe_timeout(Duration::from_millis(400));
     lab.listen("db", &[Service::Tcp(22)]).unwrap();
     let s = Site::new(lab.netns_name("db").unwrap());
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\"", false))
-        .unwrap(); // no admin SSH
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\"", false)); // no admin SSH
     let db = ip("10.10.1.30");
     s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
     let good = normalised(&s.list("inet", "ms").unwrap());
@@ -610,14 +591,8 @@ fn an_unconfirmed_change_rolls_back_after_the_shell_is_gone() {
 fn a_change_confirmed_in_time_stays_and_is_persisted() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\"", false))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\"", false));
     let boot = s.boot();
     s.expect(0, &["apply", &v1, "--role", "db", "--persist", &boot]);
     let boot_v1 = std::fs::read_to_string(&boot).unwrap();
@@ -684,14 +659,8 @@ fn a_change_confirmed_in_time_stays_and_is_persisted() {
 fn concurrent_applies_are_serialised_by_the_lock() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let a = s
-        .dir
-        .write("a.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let b = s
-        .dir
-        .write("b.toml", &policy("\"10.10.1.11\"", false))
-        .unwrap();
+    let a = s.write("a.toml", &policy("\"10.10.1.10\"", true));
+    let b = s.write("b.toml", &policy("\"10.10.1.11\"", false));
     let start = Instant::now();
     // A takes the lock and holds it for 1.2 s between reading and applying.
     let first = s
@@ -805,10 +774,7 @@ fn anti_lockout_refuses_unless_forced() {
     lab.set_probe_timeout(Duration::from_millis(400));
     lab.listen("db", &[Service::Tcp(22)]).unwrap();
     let s = Site::new(lab.netns_name("db").unwrap());
-    let p = s
-        .dir
-        .write("p.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
+    let p = s.write("p.toml", &policy("\"10.10.1.10\"", true));
     let db = ip("10.10.1.30");
     let outsider = [("SSH_CONNECTION", "203.0.113.9 50022 10.10.1.30 22")];
     let out = s.expect_env(1, &["apply", &p, "--role", "db", "--no-persist"], &outsider);
@@ -868,17 +834,11 @@ fn anti_lockout_refuses_unless_forced() {
 fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let f = s.dir.write("foreign.nft", FOREIGN).unwrap();
+    let f = s.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = s.list("inet", "foreign").unwrap();
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\"", false))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\"", false));
     let out = s.expect(1, &["rollback"]);
     assert!(out.contains("nothing to roll back"), "{out}");
     s.expect(0, &["apply", &v1, "--role", "db", "--no-persist"]);
@@ -952,14 +912,8 @@ fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
 fn apply_plans_against_its_record_and_refresh_reads_everything() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let two = s
-        .dir
-        .write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
-        .unwrap();
-    let one = s
-        .dir
-        .write("one.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
+    let two = s.write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    let one = s.write("one.toml", &policy("\"10.10.1.10\"", true));
     s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
     // Nothing committed since, by anyone (the ruleset generation is still
     // the recorded one): apply plans against the record without looking,
@@ -1051,10 +1005,7 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
 fn role_auto_picks_the_managed_address() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let p = s
-        .dir
-        .write("p.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
+    let p = s.write("p.toml", &policy("\"10.10.1.10\"", true));
     let ipn = |args: &[&str]| {
         assert!(Command::new("ip")
             .args(["-n", ns.name()])
@@ -1165,14 +1116,8 @@ fn usage_errors_exit_2_and_broken_state_is_a_clear_error() {
 fn apply_optimize_installs_the_optimised_lowering() {
     let ns = netns();
     let s = Site::new(ns.name());
-    let v1 = s
-        .dir
-        .write("v1.toml", &policy("\"10.10.1.10\"", true))
-        .unwrap();
-    let v2 = s
-        .dir
-        .write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true))
-        .unwrap();
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
+    let v2 = s.write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     let vmaps = || s.list("inet", "ms").unwrap().contains("\"vmap\"");
     let apply = |file: &str, extra: &[&str]| {
         let mut args = vec!["apply", file, "--role", "app", "--no-persist"];

@@ -584,13 +584,13 @@ impl fmt::Display for TimerOutcome {
     }
 }
 
-/// Whether process `pid` exists and is not a zombie.
 /// Drops `t` on a thread of its own: freeing a state of 100,000s of set
 /// elements takes a while, and nobody waits for it.
 fn dispose<T: Send + 'static>(t: T) {
     let _ = thread::Builder::new().spawn(move || drop(t));
 }
 
+/// Whether process `pid` exists and is not a zombie.
 fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // `pid (comm) S …`: the state follows the last parenthesis.
@@ -825,9 +825,6 @@ impl<B: HostBackend> Host<B> {
         // The record of it is encoded on the other core while the plan is
         // made and applied.
         let expected_cell = OnceLock::new();
-        // The boot file's text, only where one is written.
-        let boot_text_cell = OnceLock::new();
-        let boot_text = || boot_text_cell.get_or_init(|| self.backend.boot_text(&desired));
         let expected = || match expected_cell.get_or_init(|| self.encode_state(&expected_state)) {
             Ok(raw) => Ok(raw.clone()),
             Err(e) => Err(HostError::Record {
@@ -835,6 +832,9 @@ impl<B: HostBackend> Host<B> {
                 message: e.to_string(),
             }),
         };
+        // The boot file's text, only where one is written.
+        let boot_text_cell = OnceLock::new();
+        let boot_text = || boot_text_cell.get_or_init(|| self.backend.boot_text(&desired));
         let result = thread::scope(|s| {
             let mut report = report;
             s.spawn(|| drop(expected()));
