@@ -222,6 +222,26 @@ impl NftBackend {
             .and_then(after))
     }
 
+    /// The plan that replaces the table with `desired`, for `reasons`,
+    /// whatever is installed.
+    ///
+    /// ```
+    /// # use backend_nft::{Nft, NftBackend, NftPlanKind, NftRenderer};
+    /// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+    /// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+    /// let a = NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+    /// let plan = NftBackend::new(Nft::host(), "microseg").replace_plan(&a, vec!["new rules".into()]);
+    /// assert_eq!(plan.kind(), NftPlanKind::Replace);
+    /// assert!(plan.to_string().contains("new rules"));
+    /// ```
+    pub fn replace_plan(&self, desired: &NftArtefact, reasons: Vec<String>) -> NftPlan {
+        NftPlan::Replace {
+            table: self.table.clone(),
+            replacement: NftReplacement::Artefact(to_json_compact(desired)),
+            reasons,
+        }
+    }
+
     /// [`Backend::plan`] for a `desired` artefact whose installed form
     /// ([`NftState::from_artefact`]) is already at hand as `expected`.
     ///

@@ -360,6 +360,47 @@ impl NftState {
         Normal::of(&self.objects, false)
     }
 
+    /// A digest of the state's structure, set elements aside: the objects
+    /// in order (sets without their elements) as compact JSON, hashed with
+    /// 64-bit FNV-1a (stable across versions). Two states of artefacts have
+    /// the same digest exactly when they are alike but for set elements
+    /// ([`same_structure`](Self::same_structure) for them).
+    ///
+    /// ```
+    /// # use backend_nft::{NftRenderer, NftState};
+    /// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+    /// let art = |web: &str| {
+    ///     let p = Policy::from_str_as(&format!("version = 1\n[groups]\nweb = [{web}]\n[roles.web]\n"),
+    ///         Format::Toml, None).unwrap();
+    ///     NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap()
+    /// };
+    /// let (a, b) = (art("\"10.0.0.1\""), art("\"10.0.0.1\", \"10.0.0.9\""));
+    /// assert_eq!(NftState::structure_digest_of(&a), NftState::from_artefact(&b).structure_digest());
+    /// ```
+    pub fn structure_digest(&self) -> String {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        h.write(self.table.as_bytes());
+        for o in &self.objects {
+            let text = match single_entry(o) {
+                Some(("set", Value::Object(m))) if m.contains_key("elem") => {
+                    let mut m = m.clone();
+                    m.remove("elem");
+                    json!({ "set": m }).to_string()
+                }
+                _ => o.to_string(),
+            };
+            h.write(&[0]);
+            h.write(text.as_bytes());
+        }
+        format!("{:016x}", h.0)
+    }
+
+    /// The [`structure_digest`](Self::structure_digest) of the state
+    /// `artefact` leaves, without working out its set elements.
+    pub fn structure_digest_of(artefact: &NftArtefact) -> String {
+        NftState::skeleton_of(artefact).structure_digest()
+    }
+
     /// Whether the two are the same object for object, in the same order,
     /// set elements aside (true for two states of artefacts of the same
     /// structure; a listing differs in handles and counters, so it is
@@ -502,6 +543,18 @@ fn typed_reject(mut rule: Value) -> Value {
         }
     }
     rule
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// How elements compare: addresses, ranges and prefixes by the interval

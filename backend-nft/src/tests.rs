@@ -522,3 +522,40 @@ fn elements_compare_by_the_addresses_they_cover() {
     assert!(a.same_but_elements(&other));
     assert!(!a.same_but_elements(&NftState::from_artefact(&mixed())));
 }
+
+#[test]
+fn structure_digests_tell_structures_apart_and_ignore_members() {
+    use crate::{Lowering, NftState};
+    let mut artefacts = Vec::new();
+    for (_, text) in examples() {
+        let p = policy(&text);
+        for rs in compile_all_roles(&p) {
+            artefacts.push(Lowering::Plain.render(&rs).unwrap());
+            artefacts.push(Lowering::Optimized.render(&rs).unwrap());
+        }
+    }
+    artefacts.push(mixed());
+    let mut seen = std::collections::BTreeMap::new();
+    for a in &artefacts {
+        let full = NftState::from_artefact(a);
+        let d = NftState::structure_digest_of(a);
+        assert_eq!(d, full.structure_digest(), "skeleton and full state agree");
+        // Equal digests only for states alike but for their set elements.
+        if let Some(other) = seen.insert(d, full.clone()) {
+            let other: NftState = other;
+            assert!(other.same_but_elements(&full));
+        }
+    }
+    assert!(seen.len() > 4, "{}", seen.len());
+    // Members only: the same digest; a rule more: another.
+    let a = with_web(&["10.0.0.1".into()]);
+    let b = with_web(&["10.0.0.1".into(), "10.0.0.9".into(), "2001:db8::1".into()]);
+    assert_eq!(
+        NftState::structure_digest_of(&a),
+        NftState::structure_digest_of(&b)
+    );
+    assert_ne!(
+        NftState::structure_digest_of(&a),
+        NftState::structure_digest_of(&mixed())
+    );
+}

@@ -117,6 +117,22 @@ pub trait HostBackend:
     /// The state `desired` leaves once applied, in the form [`Backend::read`]
     /// returns (what drift is measured against).
     fn expected(&self, desired: &Self::Artefact) -> Self::State;
+    /// A digest of what `desired` installs, set members aside: equal for
+    /// two artefacts of the same structure, different otherwise (then a
+    /// plan between them is a replacement). Recorded with the generation, so
+    /// that an apply of another structure need not read the record first.
+    /// `None` (the default): no digests.
+    fn structure_digest(&self, desired: &Self::Artefact) -> Option<String> {
+        let _ = desired;
+        None
+    }
+    /// The plan that replaces what is installed with `desired`, for
+    /// `reasons`, without looking at what is installed (`None`, the
+    /// default: the backend has no such plan).
+    fn replace_plan(&self, desired: &Self::Artefact, reasons: Vec<String>) -> Option<Self::Plan> {
+        let _ = (desired, reasons);
+        None
+    }
     /// [`Backend::plan`] when the state `desired` leaves is at hand as
     /// `expected` ([`expected`](Self::expected)); the default ignores it.
     fn plan_expected(
@@ -254,6 +270,14 @@ mod nft {
             current: Option<&NftState>,
         ) -> Result<NftPlan, backend_nft::NftError> {
             NftBackend::plan_expected(self, desired, expected, current)
+        }
+
+        fn structure_digest(&self, desired: &NftArtefact) -> Option<String> {
+            Some(NftState::structure_digest_of(desired))
+        }
+
+        fn replace_plan(&self, desired: &NftArtefact, reasons: Vec<String>) -> Option<NftPlan> {
+            Some(NftBackend::replace_plan(self, desired, reasons))
         }
 
         fn glance(&self) -> Result<Option<NftState>, backend_nft::NftError> {

@@ -51,10 +51,48 @@ impl Basis {
 }
 
 /// What is known before planning: the generation of what is installed,
-/// and the record when it is exactly what is installed.
+/// and the record when it is exactly what is installed (or, when the
+/// desired structure differs from it, the replacement and the record's
+/// bytes).
 struct Early<B: HostBackend> {
     at: Option<Generation>,
     exact: Option<Recorded<B>>,
+    replace: Option<(B::Plan, Box<RawValue>, RecordedRx<B>)>,
+}
+
+/// A record decoding on a thread of its own.
+type RecordedRx<B> = std::sync::mpsc::Receiver<Result<Option<Recorded<B>>, HostError>>;
+
+/// [`Early`] before the ruleset is rendered: the record still decoding.
+struct EarlyStart<B: HostBackend> {
+    at: Option<Generation>,
+    /// The structure digest recorded with the generation.
+    structure: Option<String>,
+    exact: Option<RecordedRx<B>>,
+}
+
+/// The state the last operation left installed (for `backend` and `key`),
+/// from the records of `state`, decoded and as recorded (`None`: no such
+/// record, or nothing installed).
+fn recorded<B: HostBackend>(
+    state: &StateDir,
+    backend: &str,
+    key: &str,
+) -> Result<Option<Recorded<B>>, HostError> {
+    match state.applied()? {
+        Some(a) if a.backend == backend && a.key == key => match a.expected {
+            Some(raw) => {
+                let s: B::State =
+                    serde_json::from_str(raw.get()).map_err(|e| HostError::Record {
+                        path: state.path().into(),
+                        message: format!("a saved {backend} state cannot be read: {e}"),
+                    })?;
+                Ok(Some((s, raw)))
+            }
+            None => Ok(None),
+        },
+        _ => Ok(None),
+    }
 }
 
 /// A recorded state, decoded and as recorded.
@@ -66,6 +104,9 @@ struct Planned<B: HostBackend> {
     current: Option<B::State>,
     /// The same as recorded, when it comes from the record.
     current_raw: Option<Box<RawValue>>,
+    /// For a replacement planned from structure digests: the record, still
+    /// decoding, for the plan's detailed reasons.
+    details: Option<RecordedRx<B>>,
     basis: Basis,
     /// The generation it was observed at.
     at: Option<Generation>,
@@ -772,7 +813,7 @@ impl<B: HostBackend> Host<B> {
             let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
             let expected = self.backend.expected(&desired);
             let early = self.early(opts.refresh)?;
-            let planned = self.current_and_plan(&desired, &expected, early, opts.refresh)?;
+            let planned = self.current_and_plan(&desired, &|| &expected, early, opts.refresh)?;
             report.plan = self.backend.plan_kind(&planned.plan);
             report.plan_text = planned.plan.to_string();
             report.plan_text.push_str(planned.basis.note());
@@ -804,28 +845,32 @@ impl<B: HostBackend> Host<B> {
                 hint,
             });
         }
-        // The ruleset is rendered, and the state it leaves worked out, on
-        // the other core while the generation (and, if nothing changed since
-        // the last operation, its record) is read.
+        // The ruleset is rendered on the other core while the generation is
+        // read and, if nothing changed since the last operation, its record
+        // decoded (on a thread of its own: not waited for when the rendered
+        // structure differs from the recorded one, a replacement anyway).
         let (rendered, early) = thread::scope(|s| {
             let rendered = s.spawn(|| {
                 let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
-                let expected = self.backend.expected(&desired);
-                Ok::<_, HostError>((desired, expected))
+                let digest = self.backend.structure_digest(&desired);
+                Ok::<_, HostError>((desired, digest))
             });
-            let early = self.early(opts.refresh);
+            let early = self.early_start(opts.refresh);
             let rendered = rendered
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (rendered, early)
         });
-        let (desired, expected_state) = rendered?;
-        let mut early = Some(early?);
+        let (desired, digest) = rendered?;
+        let early_start = early?;
+        // The state the ruleset leaves, for the plan and the record.
+        let expected_state_cell = OnceLock::new();
+        let expected_state = || expected_state_cell.get_or_init(|| self.backend.expected(&desired));
         let mut refresh = opts.refresh;
         // The record of it is encoded on the other core while the plan is
         // made and applied.
         let expected_cell = OnceLock::new();
-        let expected = || match expected_cell.get_or_init(|| self.encode_state(&expected_state)) {
+        let expected = || match expected_cell.get_or_init(|| self.encode_state(expected_state())) {
             Ok(raw) => Ok(raw.clone()),
             Err(e) => Err(HostError::Record {
                 path: self.state.path().into(),
@@ -837,7 +882,9 @@ impl<B: HostBackend> Host<B> {
         let boot_text = || boot_text_cell.get_or_init(|| self.backend.boot_text(&desired));
         let result = thread::scope(|s| {
             let mut report = report;
+            // Worked out on the other core while the record decodes.
             s.spawn(|| drop(expected()));
+            let mut early = Some(self.early_finish(early_start, &desired, digest.as_deref())?);
             loop {
                 let early = match early.take() {
                     Some(e) => e,
@@ -850,6 +897,7 @@ impl<B: HostBackend> Host<B> {
                 let Planned {
                     current,
                     current_raw,
+                    details,
                     basis,
                     at,
                     plan,
@@ -944,6 +992,17 @@ impl<B: HostBackend> Host<B> {
                 // The records are encoded on the other core while the backend applies.
                 let state = &self.state;
                 let (applied_result, records) = thread::scope(|s| {
+                    let details = s.spawn(|| {
+                        // The reasons of a replacement planned from digests,
+                        // worked out while the backend applies.
+                        let recorded = details?.recv().ok()?.ok()??;
+                        let plan = self
+                            .backend
+                            .plan_expected(&desired, expected_state(), Some(&recorded.0))
+                            .ok()?;
+                        dispose(recorded);
+                        Some(plan.to_string())
+                    });
                     let records = s.spawn(|| {
                         if persist_path.is_some() {
                             boot_text();
@@ -979,6 +1038,13 @@ impl<B: HostBackend> Host<B> {
                     let records = records
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    let details = details
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    if let Some(text) = details {
+                        report.plan_text = text;
+                        report.plan_text.push_str(basis.note());
+                    }
                     (result, records)
                 });
                 let generation = match applied_result {
@@ -1014,6 +1080,7 @@ impl<B: HostBackend> Host<B> {
                         backend: self.backend.name().into(),
                         key: self.backend.key(),
                         generation,
+                        structure: digest.clone(),
                     })?;
                 }
                 let default_path = matches!(opts.persist, Persist::Default);
@@ -1047,7 +1114,7 @@ impl<B: HostBackend> Host<B> {
                 return Ok(report);
             }
         });
-        dispose((desired, expected_state));
+        dispose((desired, expected_state_cell));
         result
     }
 
@@ -1055,17 +1122,102 @@ impl<B: HostBackend> Host<B> {
     /// it is still the one recorded after the last operation (nothing
     /// changed since), that operation's record.
     fn early(&self, refresh: bool) -> Result<Early<B>, HostError> {
+        let start = self.early_start(refresh)?;
+        Ok(Early {
+            at: start.at,
+            exact: match start.exact {
+                Some(rx) => rx.recv().unwrap_or(Ok(None))?,
+                None => None,
+            },
+            replace: None,
+        })
+    }
+
+    /// The generation, the recorded generation's structure digest, and the
+    /// record decoding on a thread of its own when the generation is still
+    /// the recorded one.
+    fn early_start(&self, refresh: bool) -> Result<EarlyStart<B>, HostError> {
         let at = self.backend.generation();
-        let unchanged = match &at {
-            Some(g) if !refresh => self.state.generation()?.is_some_and(|r| {
+        let record = match &at {
+            Some(g) if !refresh => self.state.generation()?.filter(|r| {
                 r.backend == self.backend.name()
                     && r.key == self.backend.key()
                     && &r.generation == g
             }),
-            _ => false,
+            _ => None,
         };
-        let exact = if unchanged { self.recorded()? } else { None };
-        Ok(Early { at, exact })
+        let exact = record.as_ref().map(|_| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let fallback = tx.clone();
+            let (state, name, key) = (self.state.clone(), self.backend.name(), self.backend.key());
+            let spawned = thread::Builder::new().spawn(move || {
+                let _ = tx.send(recorded::<B>(&state, name, &key));
+            });
+            if spawned.is_err() {
+                // No thread to be had: here, then.
+                let _ = fallback.send(self.recorded());
+            }
+            rx
+        });
+        Ok(EarlyStart {
+            at,
+            structure: record.and_then(|r| r.structure),
+            exact,
+        })
+    }
+
+    /// [`early`](Self::early) once `desired` is rendered: when its structure
+    /// digest differs from the recorded one, the plan is a replacement and
+    /// the record is not waited for (only its bytes are kept, for the
+    /// snapshot).
+    fn early_finish(
+        &self,
+        start: EarlyStart<B>,
+        desired: &B::Artefact,
+        digest: Option<&str>,
+    ) -> Result<Early<B>, HostError> {
+        let EarlyStart {
+            at,
+            structure,
+            exact,
+        } = start;
+        let differs = matches!((&structure, digest), (Some(r), Some(d)) if r != d);
+        let raw = match (&exact, differs) {
+            (Some(_), true) => match self.state.applied()? {
+                Some(a) if a.backend == self.backend.name() && a.key == self.backend.key() => {
+                    a.expected
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let reasons = vec![
+            "the policy changes rules, chains or set definitions of the last apply, not only \
+             set members"
+                .to_string(),
+        ];
+        let replace = match raw {
+            Some(raw) => self
+                .backend
+                .replace_plan(desired, reasons)
+                .map(|plan| (plan, raw)),
+            None => None,
+        };
+        Ok(match (replace, exact) {
+            (Some((plan, raw)), Some(rx)) => Early {
+                at,
+                exact: None,
+                replace: Some((plan, raw, rx)),
+            },
+            (_, exact) => Early {
+                at,
+                exact: match exact {
+                    Some(rx) => rx.recv().unwrap_or(Ok(None))?,
+                    None => None,
+                },
+                replace: None,
+            },
+        })
     }
 
     /// The installed state to plan against, where it comes from, the
@@ -1078,17 +1230,27 @@ impl<B: HostBackend> Host<B> {
     /// other core) runs while the record is read and the plan against it
     /// made; when the look matches the record, that plan stands. Else the
     /// installed state is read in full.
-    fn current_and_plan(
+    fn current_and_plan<'e>(
         &self,
         desired: &B::Artefact,
-        expected: &B::State,
+        expected: &dyn Fn() -> &'e B::State,
         early: Early<B>,
         refresh: bool,
     ) -> Result<Planned<B>, HostError> {
-        let Early { at, exact } = early;
+        let Early { at, exact, replace } = early;
+        if let Some((plan, raw, details)) = replace {
+            return Ok(Planned {
+                plan,
+                current: None,
+                current_raw: Some(raw),
+                details: Some(details),
+                basis: Basis::Generation,
+                at,
+            });
+        }
         let plan = |current: Option<&B::State>| {
             self.backend
-                .plan_expected(desired, expected, current)
+                .plan_expected(desired, expected(), current)
                 .map_err(|e| self.be(e))
         };
         if let Some((recorded, raw)) = exact {
@@ -1096,6 +1258,7 @@ impl<B: HostBackend> Host<B> {
                 plan: plan(Some(&recorded))?,
                 current: Some(recorded),
                 current_raw: Some(raw),
+                details: None,
                 basis: Basis::Generation,
                 at,
             });
@@ -1138,6 +1301,7 @@ impl<B: HostBackend> Host<B> {
                         plan: plan?,
                         current: Some(recorded),
                         current_raw: Some(raw),
+                        details: None,
                         basis: Basis::Record,
                         at,
                     });
@@ -1151,6 +1315,7 @@ impl<B: HostBackend> Host<B> {
             plan: plan(current.as_ref())?,
             current,
             current_raw: None,
+            details: None,
             basis: Basis::Read,
             at,
         })
@@ -1160,15 +1325,7 @@ impl<B: HostBackend> Host<B> {
     /// as recorded (`None`: no record of this backend and key, or nothing
     /// installed).
     fn recorded(&self) -> Result<Option<Recorded<B>>, HostError> {
-        match self.state.applied()? {
-            Some(a) if a.backend == self.backend.name() && a.key == self.backend.key() => {
-                match a.expected {
-                    Some(raw) => Ok(self.decode_state(Some(&raw))?.map(|s| (s, raw))),
-                    None => Ok(None),
-                }
-            }
-            _ => Ok(None),
-        }
+        recorded::<B>(&self.state, self.backend.name(), &self.backend.key())
     }
 
     /// Keeps a pending change: clears the record (the timer then exits

@@ -120,6 +120,10 @@ pub(crate) struct GenerationRecord {
     pub(crate) backend: String,
     pub(crate) key: String,
     pub(crate) generation: crate::Generation,
+    /// A digest of the installed structure, set members aside
+    /// ([`HostBackend::structure_digest`](crate::HostBackend::structure_digest)).
+    #[serde(default)]
+    pub(crate) structure: Option<String>,
 }
 
 /// A change waiting for `confirm`.
