@@ -326,7 +326,7 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
         let replace = k.apply_replace_ms / k.raw_replace_ms;
         let _ = writeln!(
             o,
-            "| apply overhead over raw nft ≤ 1.2× | {fresh:.2}× into an empty namespace, {replace:.2}× replacing the previous apply's ruleset (planned against its record: the generation was unchanged; a structure check instead would cost {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms) | {} |",
+            "| apply overhead over raw nft ≤ 1.2× | {fresh:.2}× for a first apply (no table, no records), {replace:.2}× replacing the previous apply's ruleset (planned against its record: the generation was unchanged; a structure check instead would cost {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms) | {} |",
             k.check_ms,
             k.apply_refresh_ms / k.raw_replace_ms,
             k.read_ms,
