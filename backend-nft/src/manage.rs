@@ -3,7 +3,7 @@
 //! one `nft -j -f -` transaction, restores snapshots and removes the table.
 
 use crate::netlink::{BatchError, Interval, Netlink, SetChange};
-use crate::state::{differences, element_text, Elems, NftDifference};
+use crate::state::{common_ends, differences, element_text, Elems, NftDifference};
 use crate::{to_json_compact, Lowering, Nft, NftArtefact, NftError, NftState};
 use microseg_core::backend::{Backend, Renderer};
 use microseg_core::ir::HostRuleset;
@@ -329,13 +329,7 @@ impl NftBackend {
             // Only the middle that differs is compared as a set: elements
             // of an interval set never overlap, so an element of the common
             // head or tail has no equal in the middle.
-            let head = w.iter().zip(h.iter()).take_while(|(a, b)| a == b).count();
-            let tail = w[head..]
-                .iter()
-                .rev()
-                .zip(h[head..].iter().rev())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let (head, tail) = common_ends(w, h);
             let (w, h) = (
                 Elems::of(&w[head..w.len() - tail]),
                 Elems::of(&h[head..h.len() - tail]),

@@ -890,18 +890,25 @@ enum RuleChange {
     Extra,
 }
 
+/// The lengths of the longest common head and, after it, the longest common
+/// tail of `a` and `b`.
+pub(crate) fn common_ends<T: PartialEq>(a: &[T], b: &[T]) -> (usize, usize) {
+    let head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (head, tail)
+}
+
 /// The rules only in `want` (missing, with their position there) and only in
 /// `have` (extra, with their position there), by a longest common subsequence.
 fn rule_diff<'a>(want: &'a [Value], have: &'a [Value]) -> Vec<(usize, RuleChange, &'a Value)> {
     // The common head and tail first: a policy change touches a few rules
     // of chains that may hold thousands.
-    let head = want.iter().zip(have).take_while(|(w, h)| w == h).count();
-    let tail = want[head..]
-        .iter()
-        .rev()
-        .zip(have[head..].iter().rev())
-        .take_while(|(w, h)| w == h)
-        .count();
+    let (head, tail) = common_ends(want, have);
     let (want_mid, have_mid) = (
         &want[head..want.len() - tail],
         &have[head..have.len() - tail],

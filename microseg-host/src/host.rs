@@ -81,18 +81,23 @@ fn recorded<B: HostBackend>(
 ) -> Result<Option<Recorded<B>>, HostError> {
     match state.applied()? {
         Some(a) if a.backend == backend && a.key == key => match a.expected {
-            Some(raw) => {
-                let s: B::State =
-                    serde_json::from_str(raw.get()).map_err(|e| HostError::Record {
-                        path: state.path().into(),
-                        message: format!("a saved {backend} state cannot be read: {e}"),
-                    })?;
-                Ok(Some((s, raw)))
-            }
+            Some(raw) => Ok(Some((decode::<B>(state, backend, &raw)?, raw))),
             None => Ok(None),
         },
         _ => Ok(None),
     }
+}
+
+/// A state of `backend` as recorded in `state`.
+fn decode<B: HostBackend>(
+    state: &StateDir,
+    backend: &str,
+    raw: &RawValue,
+) -> Result<B::State, HostError> {
+    serde_json::from_str(raw.get()).map_err(|e| HostError::Record {
+        path: state.path().into(),
+        message: format!("a saved {backend} state cannot be read: {e}"),
+    })
 }
 
 /// A recorded state, decoded and as recorded.
@@ -724,13 +729,8 @@ impl<B: HostBackend> Host<B> {
     }
 
     fn decode_state(&self, v: Option<&RawValue>) -> Result<Option<B::State>, HostError> {
-        v.map(|v| {
-            serde_json::from_str(v.get()).map_err(|e| HostError::Record {
-                path: self.state.path().into(),
-                message: format!("a saved {} state cannot be read: {e}", self.backend.name()),
-            })
-        })
-        .transpose()
+        v.map(|v| decode::<B>(&self.state, self.backend.name(), v))
+            .transpose()
     }
 
     fn check_snapshot(&self, s: &Snapshot) -> Result<(), HostError> {
