@@ -57,6 +57,7 @@ mod json_write;
 pub use microseg_core::reserved as keywords;
 mod lower;
 mod manage;
+pub mod members;
 pub mod model;
 mod netlink;
 mod optimize;

@@ -422,6 +422,29 @@ impl NftState {
             })
     }
 
+    /// Writes `elems` as the elements of named set `set` (none: the set
+    /// is empty, as the lowering writes it); `false` when there is no such
+    /// set. With the elements of the IR's members
+    /// ([`members::elements_v4`](crate::members::elements_v4)), the state a
+    /// member change leaves, without rendering it.
+    pub fn set_elements_to(&mut self, set: &str, elems: Vec<Value>) -> bool {
+        for o in &mut self.objects {
+            let Some(Value::Object(body)) = o.get_mut("set") else {
+                continue;
+            };
+            if body.get("name").and_then(Value::as_str) != Some(set) {
+                continue;
+            }
+            if elems.is_empty() {
+                body.remove("elem");
+            } else {
+                body.insert("elem".into(), Value::Array(elems));
+            }
+            return true;
+        }
+        false
+    }
+
     /// The named sets: name → (definition, elements as listed).
     pub(crate) fn set_elements(&self) -> BTreeMap<&str, (&Value, &[Value])> {
         self.objects

@@ -134,10 +134,12 @@ impl KernelResults {
         let _ = writeln!(
             o,
             "Role `{}` of L: {} set elements, {:.1} MB of nft JSON. Each figure is the median \
-             of the runs; `microseg apply` is `Host::apply`: render from the IR; read the \
-             ruleset's generation over nfnetlink, and when it is still the one recorded after \
-             the last apply (nothing committed since, by anyone), plan against that apply's \
-             record; else check the installed table's rules, chains and set definitions \
+             of the runs; `microseg apply` is `Host::apply`: read the ruleset's generation \
+             over nfnetlink; when it is still the one recorded after the last apply (nothing \
+             committed since, by anyone) and the policy changed only set members, plan the \
+             element delta from the IR's sets and the members that apply recorded (no render); \
+             else render from the IR and, with the generation unchanged, plan against the last \
+             apply's record; else check the installed table's rules, chains and set definitions \
              against the record with `nft -t -j list ruleset`, or read the whole table where \
              there is no record, it does not match, or with `--refresh`; plan; snapshot and \
              records in a temporary state directory; a replacement as one `nft -j -f -` \
@@ -445,10 +447,12 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         let report = host.apply(&rs2, &apply_opts).map_err(|e| e.to_string())?;
         deltas.push(ms(t.elapsed()));
         if report.plan != microseg_host::PlanKind::Incremental
-            || !report.plan_text.contains("nothing was committed")
+            || !report
+                .plan_text
+                .contains("planned from the policy's set members")
         {
             return Err(format!(
-                "expected an element delta planned against the record, got {}:\n{}",
+                "expected an element delta planned from the set members, got {}:\n{}",
                 report.plan, report.plan_text
             ));
         }

@@ -1001,6 +1001,106 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
     s.expect(0, &["status"]);
 }
 
+/// A policy change of set members only, with nothing committed since the
+/// last apply: the delta is planned from the policy's members and those the
+/// last apply recorded (no rendering, no state read), and the records it
+/// leaves are exact: status compares clean, rollback restores the state
+/// before it, and only files the records refer to are kept.
+#[test]
+fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
+    let ns = netns();
+    let s = Site::new(ns.name());
+    let v1 = s.write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
+    let v2 = s.write(
+        "v2.toml",
+        &policy("\"10.10.1.10\", \"10.10.1.13-10.10.1.15\"", true),
+    );
+    let v3 = s.write(
+        "v3.toml",
+        &policy("\"10.10.1.10-10.10.1.11\", \"10.10.1.64/30\"", true),
+    );
+    let apply = |file: &str| s.expect(0, &["apply", file, "--role", "app", "--no-persist"]);
+    let from_members = "planned from the policy's set members";
+    let out = apply(&v1);
+    assert!(
+        out.contains("replace") && !out.contains(from_members),
+        "{out}"
+    );
+    let v1_listing = normalised(&s.list("inet", "ms").unwrap());
+    let out = apply(&v2);
+    assert!(
+        out.contains("element delta")
+            && out.contains("set web_v4: + 10.10.1.13-10.10.1.15 - 10.10.1.12")
+            && out.contains(from_members),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    let v2_listing = normalised(&s.list("inet", "ms").unwrap());
+    // A widened interval is deleted and added again.
+    let out = apply(&v3);
+    assert!(
+        out.contains("+ 10.10.1.10/31")
+            && out.contains("+ 10.10.1.64/30")
+            && out.contains("- 10.10.1.10 - 10.10.1.13-10.10.1.15")
+            && out.contains(from_members),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    let out = apply(&v3);
+    assert!(
+        out.contains("unchanged") && out.contains(from_members),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    // The rollback point of a delta is the state before it.
+    s.expect(0, &["rollback"]);
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), v2_listing);
+    s.expect(0, &["status"]);
+    // After the rollback the generation is not one an apply recorded:
+    // the record is checked against what is installed first.
+    let out = apply(&v1);
+    assert!(
+        out.contains("element delta") && !out.contains(from_members),
+        "{out}"
+    );
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), v1_listing);
+    s.expect(0, &["status"]);
+    // Something committed in between, anywhere: not planned from members.
+    assert!(s.nft(&["add", "table", "ip", "other"]).status.success());
+    let out = apply(&v2);
+    assert!(
+        out.contains("element delta") && !out.contains(from_members),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    // A change of rules: a replacement, whatever the members.
+    let no_ssh = s.write("no-ssh.toml", &policy("\"10.10.1.10\"", false));
+    let out = apply(&no_ssh);
+    assert!(
+        out.contains("replace") && !out.contains(from_members),
+        "{out}"
+    );
+    s.expect(0, &["status"]);
+    let out = apply(&v3);
+    assert!(out.contains("replace"), "{out}");
+    let out = apply(&v1);
+    assert!(out.contains(from_members), "{out}");
+    s.expect(0, &["status"]);
+    // Only what the records refer to is kept: the state of the last full
+    // apply (also the rollback point's), one members file for the
+    // generation record and the current state, one for the rollback point.
+    let files = |dir: &str| {
+        std::fs::read_dir(s.dir.path("state").join(dir))
+            .unwrap()
+            .count()
+    };
+    assert!(files("states") <= 2, "{} state files", files("states"));
+    assert!(files("members") <= 3, "{} members files", files("members"));
+    // The records decode after all this: rollback to before the last delta.
+    s.expect(0, &["rollback"]);
+    s.expect(0, &["status"]);
+}
+
 #[test]
 fn role_auto_picks_the_managed_address() {
     let ns = netns();

@@ -1,8 +1,11 @@
 //! What the host needs from a backend beyond the core's `Backend` trait.
 
+use crate::members::{MemberDelta, MemberSets, Members, NamedMembers};
 use microseg_core::backend::Backend;
+use microseg_core::ir::HostRuleset;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -197,6 +200,32 @@ pub trait HostBackend:
         let _ = at;
         self.apply(plan).map(|()| None)
     }
+    /// The sets this backend installs for `ruleset` with their members,
+    /// and a digest of everything else it installs for it; `None` (the
+    /// default) where members shape more than set elements. With the
+    /// members of the last apply at hand, an apply whose digest is the
+    /// recorded one plans the element delta
+    /// ([`members_plan`](Self::members_plan)) without rendering.
+    fn members<'r>(&self, ruleset: &'r HostRuleset) -> Option<MemberSets<'r>> {
+        let _ = ruleset;
+        None
+    }
+    /// The plan that changes set members by `deltas` and nothing else
+    /// (no delta: unchanged); `None` (the default): no such plan.
+    fn members_plan(&self, deltas: &[MemberDelta]) -> Option<Self::Plan> {
+        let _ = deltas;
+        None
+    }
+    /// Writes `sets`' members into `state` (a recorded state whose sets
+    /// have since changed members by [`members_plan`](Self::members_plan));
+    /// `false` (the default) when it cannot.
+    fn with_members(state: &mut Self::State, sets: &NamedMembers) -> bool
+    where
+        Self: Sized,
+    {
+        let _ = (state, sets);
+        false
+    }
     /// `Some(why)` when the backend's own configuration survives a reboot
     /// (firewalld's permanent configuration): no boot file is written or
     /// removed, whatever [`Persist`](crate::Persist) asks, and `why` says so.
@@ -300,6 +329,66 @@ mod nft {
             at: Option<&Generation>,
         ) -> Result<Option<Generation>, backend_nft::NftError> {
             NftBackend::apply_at(self, plan, at.and_then(to_nft).as_ref()).map(|g| g.map(from_nft))
+        }
+
+        /// The plain lowering's sets ([`backend_nft::members`]).
+        fn members<'r>(&self, ruleset: &'r HostRuleset) -> Option<MemberSets<'r>> {
+            let structure = backend_nft::members::member_structure(self.lowering, ruleset)?;
+            let sets = ruleset
+                .sets
+                .values()
+                .map(|s| {
+                    let m = match s.family {
+                        microseg_core::addr::Family::V4 => {
+                            Members::V4(Cow::Borrowed(s.addrs.v4.ranges()))
+                        }
+                        microseg_core::addr::Family::V6 => {
+                            Members::V6(Cow::Borrowed(s.addrs.v6.ranges()))
+                        }
+                    };
+                    (Cow::Borrowed(s.name.as_str()), m)
+                })
+                .collect();
+            Some(MemberSets { structure, sets })
+        }
+
+        fn members_plan(&self, deltas: &[MemberDelta]) -> Option<NftPlan> {
+            let elements = |m: &Members| match m {
+                Members::V4(r) => backend_nft::members::elements_v4(r),
+                Members::V6(r) => backend_nft::members::elements_v6(r),
+            };
+            let sets: Vec<backend_nft::SetDelta> = deltas
+                .iter()
+                .filter(|d| !d.add.is_empty() || !d.delete.is_empty())
+                .map(|d| backend_nft::SetDelta {
+                    set: d.set.clone(),
+                    add: elements(&d.add),
+                    delete: elements(&d.delete),
+                    key: Some(
+                        match d.add {
+                            Members::V4(_) => "ipv4_addr",
+                            Members::V6(_) => "ipv6_addr",
+                        }
+                        .into(),
+                    ),
+                })
+                .collect();
+            let table = self.table.clone();
+            Some(if sets.is_empty() {
+                NftPlan::Unchanged { table }
+            } else {
+                NftPlan::Elements { table, sets }
+            })
+        }
+
+        fn with_members(state: &mut NftState, sets: &NamedMembers) -> bool {
+            sets.iter().all(|(name, m)| {
+                let elems = match m {
+                    Members::V4(r) => backend_nft::members::elements_v4(r),
+                    Members::V6(r) => backend_nft::members::elements_v6(r),
+                };
+                state.set_elements_to(name, elems)
+            })
         }
 
         fn plan_kind(&self, plan: &NftPlan) -> PlanKind {

@@ -2,16 +2,17 @@
 
 use crate::backend::{Difference, Generation, Hits, HostBackend, PlanKind};
 use crate::guard::{self, Lockout};
+use crate::members;
 use crate::persist::{self, Persist};
 use crate::state::{
-    now_ms, Applied, GenerationRecord, Pending, PersistJob, PersistRecord, Snapshot, StateDir,
+    now_ms, Applied, GenerationRecord, MembersRecord, Pending, PersistJob, PersistRecord, Snapshot,
+    StateDir, StateRef,
 };
 use crate::timer::{self, TimerCommand};
 use crate::HostError;
 use microseg_core::backend::Backend;
 use microseg_core::ir::HostRuleset;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -57,7 +58,7 @@ impl Basis {
 struct Early<B: HostBackend> {
     at: Option<Generation>,
     exact: Option<Recorded<B>>,
-    replace: Option<(B::Plan, Box<RawValue>, RecordedRx<B>)>,
+    replace: Option<(B::Plan, StateRef, RecordedRx<B>)>,
 }
 
 /// A record decoding on a thread of its own.
@@ -81,34 +82,47 @@ fn recorded<B: HostBackend>(
 ) -> Result<Option<Recorded<B>>, HostError> {
     match state.applied()? {
         Some(a) if a.backend == backend && a.key == key => match a.expected {
-            Some(raw) => Ok(Some((decode::<B>(state, backend, &raw)?, raw))),
+            Some(r) => Ok(Some((load::<B>(state, backend, &r)?, r))),
             None => Ok(None),
         },
         _ => Ok(None),
     }
 }
 
-/// A state of `backend` as recorded in `state`.
-fn decode<B: HostBackend>(
+/// A state of `backend` as recorded in `state`: its file, with the
+/// members of its sets from the members file where it names one.
+fn load<B: HostBackend>(
     state: &StateDir,
     backend: &str,
-    raw: &RawValue,
+    r: &StateRef,
 ) -> Result<B::State, HostError> {
-    serde_json::from_str(raw.get()).map_err(|e| HostError::Record {
+    let text = state.state_text(r)?;
+    let mut s: B::State = serde_json::from_str(&text).map_err(|e| HostError::Record {
         path: state.path().into(),
         message: format!("a saved {backend} state cannot be read: {e}"),
-    })
+    })?;
+    if let Some(m) = &r.members {
+        let sets = state.members(m)?;
+        if !B::with_members(&mut s, &sets) {
+            return Err(HostError::Record {
+                path: state.path().into(),
+                message: format!("the members file {m} does not fit the saved {backend} state"),
+            });
+        }
+        dispose(sets);
+    }
+    Ok(s)
 }
 
 /// A recorded state, decoded and as recorded.
-type Recorded<B> = (<B as Backend>::State, Box<RawValue>);
+type Recorded<B> = (<B as Backend>::State, StateRef);
 
 /// A plan, and what it was made from.
 struct Planned<B: HostBackend> {
     /// The installed state planned against.
     current: Option<B::State>,
     /// The same as recorded, when it comes from the record.
-    current_raw: Option<Box<RawValue>>,
+    current_raw: Option<StateRef>,
     /// For a replacement planned from structure digests: the record, still
     /// decoding, for the plan's detailed reasons.
     details: Option<RecordedRx<B>>,
@@ -121,6 +135,10 @@ struct Planned<B: HostBackend> {
 /// Said under a plan made against the record when nothing changed since.
 const GENERATION_NOTE: &str = "  (planned against the record of the last operation: nothing \
 was committed to the ruleset since, by anyone)\n";
+
+/// Said under an element delta planned from the policy's set members.
+const MEMBERS_NOTE: &str = "  (planned from the policy's set members against those the last \
+operation installed: nothing was committed to the ruleset since, by anyone)\n";
 
 /// Said under a plan made against the record of the last operation.
 const RECORD_NOTE: &str = "  (planned against the record of the last operation: the installed \
@@ -719,17 +737,20 @@ impl<B: HostBackend> Host<B> {
         HostError::backend(self.backend.name(), e)
     }
 
-    fn encode_state(&self, s: &B::State) -> Result<Box<RawValue>, HostError> {
-        serde_json::to_string(s)
-            .and_then(RawValue::from_string)
-            .map_err(|e| HostError::Record {
-                path: self.state.path().into(),
-                message: format!("cannot serialise the {} state: {e}", self.backend.name()),
-            })
+    fn encode_state(&self, s: &B::State) -> Result<Vec<u8>, HostError> {
+        serde_json::to_vec(s).map_err(|e| HostError::Record {
+            path: self.state.path().into(),
+            message: format!("cannot serialise the {} state: {e}", self.backend.name()),
+        })
     }
 
-    fn decode_state(&self, v: Option<&RawValue>) -> Result<Option<B::State>, HostError> {
-        v.map(|v| decode::<B>(&self.state, self.backend.name(), v))
+    /// Records a state in a file of its own.
+    fn store_state(&self, s: &B::State) -> Result<StateRef, HostError> {
+        self.state.store_state(&self.encode_state(s)?)
+    }
+
+    fn decode_state(&self, v: Option<&StateRef>) -> Result<Option<B::State>, HostError> {
+        v.map(|v| load::<B>(&self.state, self.backend.name(), v))
             .transpose()
     }
 
@@ -845,6 +866,9 @@ impl<B: HostBackend> Host<B> {
                 hint,
             });
         }
+        if persist_path.is_none() && self.apply_members(ruleset, opts, &mut report)? {
+            return Ok(report);
+        }
         // The ruleset is rendered on the other core while the generation is
         // read and, if nothing changed since the last operation, its record
         // decoded (on a thread of its own: not waited for when the rendered
@@ -871,7 +895,7 @@ impl<B: HostBackend> Host<B> {
         // made and applied.
         let expected_cell = OnceLock::new();
         let expected = || match expected_cell.get_or_init(|| self.encode_state(expected_state())) {
-            Ok(raw) => Ok(raw.clone()),
+            Ok(bytes) => Ok(bytes),
             Err(e) => Err(HostError::Record {
                 path: self.state.path().into(),
                 message: e.to_string(),
@@ -883,7 +907,9 @@ impl<B: HostBackend> Host<B> {
         let result = thread::scope(|s| {
             let mut report = report;
             // Worked out on the other core while the record decodes.
-            s.spawn(|| drop(expected()));
+            s.spawn(|| {
+                let _ = expected();
+            });
             let mut early = Some(self.early_finish(early_start, &desired, digest.as_deref())?);
             loop {
                 let early = match early.take() {
@@ -921,9 +947,9 @@ impl<B: HostBackend> Host<B> {
                     // Encoded now only for a pending change (its timer needs it
                     // before the apply); else while the backend applies.
                     state: match (&opts.confirm, &current_raw) {
-                        (Some(_), Some(raw)) => Some(raw.clone()),
+                        (Some(_), Some(r)) => Some(r.clone()),
                         (Some(_), None) => {
-                            current.as_ref().map(|s| self.encode_state(s)).transpose()?
+                            current.as_ref().map(|s| self.store_state(s)).transpose()?
                         }
                         (None, _) => None,
                     },
@@ -1009,12 +1035,12 @@ impl<B: HostBackend> Host<B> {
                         }
                         let snapshot = changes
                             .then(|| match (&snapshot.state, &current_raw, &current) {
-                                (None, Some(raw), _) => state.encode_snapshot(&Snapshot {
-                                    state: Some(raw.clone()),
+                                (None, Some(r), _) => state.encode_snapshot(&Snapshot {
+                                    state: Some(r.clone()),
                                     ..snapshot.clone()
                                 }),
                                 (None, None, Some(c)) => state.encode_snapshot(&Snapshot {
-                                    state: Some(self.encode_state(c)?),
+                                    state: Some(self.store_state(c)?),
                                     ..snapshot.clone()
                                 }),
                                 _ => state.encode_snapshot(&snapshot),
@@ -1028,11 +1054,19 @@ impl<B: HostBackend> Host<B> {
                             target: ruleset.target.to_string(),
                             source: opts.source.clone(),
                             at_ms,
-                            expected: Some(expected()?),
+                            expected: Some(state.store_state(expected()?)?),
                             persist: persist_path.clone(),
                             hardening: ruleset.hardening,
                         };
-                        Ok::<_, HostError>((snapshot, state.encode_applied(&applied)?))
+                        // The members installed, for the next apply.
+                        let members = match self.backend.members(ruleset) {
+                            Some(view) => Some(MembersRecord {
+                                file: state.store_members(&members::encode(&view.sets))?,
+                                structure: view.structure,
+                            }),
+                            None => None,
+                        };
+                        Ok::<_, HostError>((snapshot, state.encode_applied(&applied)?, members))
                     });
                     let result = self.backend.apply_at(&plan, at.as_ref());
                     let records = records
@@ -1069,7 +1103,7 @@ impl<B: HostBackend> Host<B> {
                     }
                 };
                 report.applied = true;
-                let (snapshot_bytes, applied_bytes) = records?;
+                let (snapshot_bytes, applied_bytes, members) = records?;
                 if let Some(bytes) = snapshot_bytes {
                     self.state.write_encoded_snapshot(&bytes)?;
                 }
@@ -1081,8 +1115,10 @@ impl<B: HostBackend> Host<B> {
                         key: self.backend.key(),
                         generation,
                         structure: digest.clone(),
+                        members,
                     })?;
                 }
+                self.state.collect_garbage();
                 let default_path = matches!(opts.persist, Persist::Default);
                 if let Some((mut p, timeout)) = pending {
                     p.deadline_ms = now_ms() + timeout.as_millis() as u64;
@@ -1116,6 +1152,156 @@ impl<B: HostBackend> Host<B> {
         });
         dispose((desired, expected_state_cell));
         result
+    }
+
+    /// An apply whose policy changed only set members since the last
+    /// apply, when nothing was committed to what is installed since, by
+    /// anyone: the element delta is planned from the IR and the members the
+    /// last apply recorded, without rendering, working out or reading any
+    /// state; the records refer to the last apply's state with the new
+    /// members. `false`: not such an apply, or the backend refused the
+    /// delta without changing anything; the full path then.
+    fn apply_members(
+        &self,
+        ruleset: &HostRuleset,
+        opts: &ApplyOptions,
+        report: &mut ApplyReport,
+    ) -> Result<bool, HostError> {
+        if opts.refresh
+            || opts.confirm.is_some()
+            || opts.hold_lock.is_some()
+            || ruleset.hardening.is_some()
+        {
+            return Ok(false);
+        }
+        let Some(view) = self.backend.members(ruleset) else {
+            return Ok(false);
+        };
+        let Some(at) = self.backend.generation() else {
+            return Ok(false);
+        };
+        let (name, key) = (self.backend.name(), self.backend.key());
+        let Some(record) = self
+            .state
+            .generation()?
+            .filter(|r| r.backend == name && r.key == key && r.generation == at)
+        else {
+            return Ok(false);
+        };
+        let Some(recorded) = record
+            .members
+            .as_ref()
+            .filter(|m| m.structure == view.structure)
+        else {
+            return Ok(false);
+        };
+        let Some(expected) = self
+            .state
+            .applied()?
+            .filter(|a| a.backend == name && a.key == key)
+            .and_then(|a| a.expected)
+        else {
+            return Ok(false);
+        };
+        let Ok(old) = self.state.members(&recorded.file) else {
+            return Ok(false);
+        };
+        if old.len() != view.sets.len() {
+            return Ok(false);
+        }
+        let mut deltas = Vec::new();
+        for ((old_name, old_members), (new_name, new_members)) in old.iter().zip(&view.sets) {
+            if old_name != new_name {
+                return Ok(false);
+            }
+            let Some((add, delete)) = members::delta(old_members, new_members) else {
+                return Ok(false);
+            };
+            if !add.is_empty() || !delete.is_empty() {
+                deltas.push(members::MemberDelta {
+                    set: new_name.to_string(),
+                    add,
+                    delete,
+                });
+            }
+        }
+        dispose(old);
+        let Some(plan) = self.backend.members_plan(&deltas) else {
+            return Ok(false);
+        };
+        let kind = self.backend.plan_kind(&plan);
+        let changes = kind != PlanKind::Unchanged;
+        // The new members are recorded while the backend applies.
+        let (result, file) = thread::scope(|s| {
+            let file = s.spawn(|| {
+                changes
+                    .then(|| self.state.store_members(&members::encode(&view.sets)))
+                    .transpose()
+            });
+            let result = self.backend.apply_at(&plan, Some(&at));
+            let file = file
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (result, file)
+        });
+        let Ok(generation) = result else {
+            // Refused as a whole: nothing changed.
+            return Ok(false);
+        };
+        report.plan = kind;
+        report.plan_text = plan.to_string();
+        report.plan_text.push_str(MEMBERS_NOTE);
+        report.applied = true;
+        let file = file?;
+        let version = StateDir::record_version();
+        if changes {
+            self.state.write_snapshot(&Snapshot {
+                version,
+                backend: name.into(),
+                key: key.clone(),
+                taken_ms: now_ms(),
+                state: Some(expected.clone()),
+                persist: None,
+                sysctl: None,
+            })?;
+        }
+        let members_file = file.clone().unwrap_or_else(|| recorded.file.clone());
+        self.state.write_applied(&Applied {
+            version,
+            backend: name.into(),
+            key: key.clone(),
+            event: "apply".into(),
+            target: ruleset.target.to_string(),
+            source: opts.source.clone(),
+            at_ms: now_ms(),
+            expected: Some(StateRef {
+                file: expected.file,
+                members: file.or(expected.members),
+            }),
+            persist: None,
+            hardening: None,
+        })?;
+        if let Some(generation) = generation {
+            self.state.write_generation(&GenerationRecord {
+                version,
+                backend: name.into(),
+                key,
+                generation,
+                structure: record.structure.clone(),
+                members: Some(MembersRecord {
+                    structure: view.structure.clone(),
+                    file: members_file,
+                }),
+            })?;
+        }
+        self.state.collect_garbage();
+        if self.backend.persists_itself().is_none() {
+            report
+                .notes
+                .push("not persisted: the change is lost at reboot (--no-persist)".into());
+        }
+        dispose(plan);
+        Ok(true)
     }
 
     /// The generation of what is installed and, unless `refresh`, when
@@ -1397,6 +1583,7 @@ impl<B: HostBackend> Host<B> {
             a.at_ms = now_ms();
             self.state.write_applied(&a)?;
         }
+        self.state.collect_garbage();
         Ok(report)
     }
 
@@ -1423,7 +1610,7 @@ impl<B: HostBackend> Host<B> {
                 })?,
         };
         self.check_snapshot(&snap)?;
-        let saved = self.decode_state(snap.state.as_deref())?;
+        let saved = self.decode_state(snap.state.as_ref())?;
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;
@@ -1455,6 +1642,7 @@ impl<B: HostBackend> Host<B> {
                 .map(|r| r.path.clone()),
             hardening: None,
         })?;
+        self.state.collect_garbage();
         Ok(RollbackReport {
             owned: self.backend.owned(),
             installed: saved.is_some(),
@@ -1482,7 +1670,7 @@ impl<B: HostBackend> Host<B> {
             .filter(|a| a.backend == self.backend.name() && a.key == self.backend.key());
         let drift = match &applied {
             Some(a) => {
-                let expected = self.decode_state(a.expected.as_deref())?;
+                let expected = self.decode_state(a.expected.as_ref())?;
                 Some(self.backend.drift(expected.as_ref(), current.as_ref()))
             }
             None => None,
@@ -1553,7 +1741,7 @@ impl<B: HostBackend> Host<B> {
                 backend: self.backend.name().into(),
                 key: self.backend.key(),
                 taken_ms: now_ms(),
-                state: Some(self.encode_state(c)?),
+                state: Some(self.store_state(c)?),
                 persist,
                 sysctl: None,
             })?;
@@ -1578,6 +1766,7 @@ impl<B: HostBackend> Host<B> {
             persist: None,
             hardening: None,
         })?;
+        self.state.collect_garbage();
         Ok(RemoveReport {
             owned: self.backend.owned(),
             was_installed: current.is_some(),
@@ -1635,7 +1824,7 @@ impl<B: HostBackend> Host<B> {
             Some(p) => p,
         };
         self.check_snapshot(&p.snapshot)?;
-        let saved = self.decode_state(p.snapshot.state.as_deref())?;
+        let saved = self.decode_state(p.snapshot.state.as_ref())?;
         self.backend
             .restore(saved.as_ref())
             .map_err(|e| self.be(e))?;
@@ -1656,6 +1845,7 @@ impl<B: HostBackend> Host<B> {
             persist: last.and_then(|a| a.persist),
             hardening: None,
         })?;
+        self.state.collect_garbage();
         Ok(TimerOutcome::RolledBack)
     }
 }

@@ -38,7 +38,16 @@
 //!   for [`Host::rollback`]), what was applied (`applied.json`, for drift in
 //!   [`Host::status`]), a change waiting for confirmation (`pending.json`),
 //!   the lock file and the confirm timer's log. Records are written
-//!   atomically (temporary file + rename).
+//!   atomically (temporary file + rename). They are small: the backend
+//!   states they refer to are files of `states/` (written once), and the
+//!   set members installed since are files of `members/`
+//!   ([`members`]); what no record refers to is removed after each
+//!   operation.
+//! * **Generation** (`generation.json`): the backend's generation after
+//!   the last apply (nft: the kernel's ruleset generation). While it is
+//!   unchanged, the records are exactly what is installed: an apply plans
+//!   against them without reading anything, and when the policy changed
+//!   only set members ([`HostBackend::members`]), without rendering either.
 //! * **Lock**: an exclusive `flock` on `lock` serialises applies, confirms,
 //!   rollbacks and removes; a second one waits up to a bound, then fails
 //!   with [`HostError::Busy`].
@@ -69,6 +78,7 @@ pub mod auto;
 mod backend;
 pub mod guard;
 mod host;
+pub mod members;
 pub mod persist;
 mod state;
 pub mod sysctl;

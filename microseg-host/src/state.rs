@@ -31,9 +31,13 @@ const APPLIED: &str = "applied.json";
 const PENDING: &str = "pending.json";
 const GENERATION: &str = "generation.json";
 const TIMER_LOG: &str = "timer.log";
+/// Recorded backend states, one file each, referred to by the records.
+const STATES: &str = "states";
+/// Recorded set members ([`crate::members`]), referred to by the records.
+const MEMBERS: &str = "members";
 
 /// Format of the records; bumped on incompatible changes.
-const RECORD_VERSION: u32 = 1;
+const RECORD_VERSION: u32 = 2;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -76,7 +80,7 @@ pub(crate) struct Snapshot {
     pub(crate) key: String,
     pub(crate) taken_ms: u64,
     /// The backend's state (`None`: nothing was installed).
-    pub(crate) state: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) state: Option<StateRef>,
     /// The boot file and what it held before (`None`: persistence was off).
     pub(crate) persist: Option<PersistRecord>,
     /// The hardening sysctl values and file before (`None`: the policy has no hardening).
@@ -103,7 +107,7 @@ pub(crate) struct Applied {
     pub(crate) source: String,
     pub(crate) at_ms: u64,
     /// The state expected to be installed (`None`: nothing).
-    pub(crate) expected: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) expected: Option<StateRef>,
     /// The boot file written for it, if any.
     pub(crate) persist: Option<PathBuf>,
     /// The hardening applied with it, if any (for `status`).
@@ -124,6 +128,34 @@ pub(crate) struct GenerationRecord {
     /// ([`HostBackend::structure_digest`](crate::HostBackend::structure_digest)).
     #[serde(default)]
     pub(crate) structure: Option<String>,
+    /// The members of the installed sets, where the backend has
+    /// [`HostBackend::members`](crate::HostBackend::members).
+    #[serde(default)]
+    pub(crate) members: Option<MembersRecord>,
+}
+
+/// The set members installed by the last operation, and the digest of
+/// everything else installed with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MembersRecord {
+    /// [`MemberSets::structure`](crate::members::MemberSets::structure).
+    pub(crate) structure: String,
+    /// The members file (in `members/`).
+    pub(crate) file: String,
+}
+
+/// A recorded backend state: a file of `states/` (JSON, written once and
+/// never changed), with the members of its sets replaced by those of a
+/// file of `members/` when set members changed since (an element delta
+/// planned from the IR records only the new members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StateRef {
+    /// The state's file in `states/`.
+    pub(crate) file: String,
+    /// The members file in `members/` whose sets' members replace the
+    /// state's (`None`: the state as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) members: Option<String>,
 }
 
 /// A change waiting for `confirm`.
@@ -407,6 +439,113 @@ impl StateDir {
             .open(path)
         {
             let _ = writeln!(f, "{} pid {}: {line}", now_ms() / 1000, std::process::id());
+        }
+    }
+
+    /// Writes a backend state (its JSON) to a new file of `states/`.
+    pub(crate) fn store_state(&self, json: &[u8]) -> Result<StateRef, HostError> {
+        Ok(StateRef {
+            file: self.store(STATES, "json", json)?,
+            members: None,
+        })
+    }
+
+    /// The JSON of a recorded state's file (its members file aside).
+    pub(crate) fn state_text(&self, r: &StateRef) -> Result<String, HostError> {
+        let path = self.file_path(STATES, &r.file)?;
+        fs::read_to_string(&path).map_err(|e| HostError::io("cannot read", &path, e))
+    }
+
+    /// Writes a members file ([`crate::members::encode`]) to `members/`.
+    pub(crate) fn store_members(&self, bytes: &[u8]) -> Result<String, HostError> {
+        self.store(MEMBERS, "bin", bytes)
+    }
+
+    /// The sets of a members file.
+    pub(crate) fn members(
+        &self,
+        name: &str,
+    ) -> Result<crate::members::NamedMembers<'static>, HostError> {
+        let path = self.file_path(MEMBERS, name)?;
+        let bytes = fs::read(&path).map_err(|e| HostError::io("cannot read", &path, e))?;
+        crate::members::decode(&bytes).map_err(|message| HostError::Record { path, message })
+    }
+
+    /// `dir/name`, for a name the records give (a plain file name only).
+    fn file_path(&self, dir: &str, name: &str) -> Result<PathBuf, HostError> {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            && !name.starts_with('.');
+        if !plain {
+            return Err(HostError::Record {
+                path: self.path.join(dir),
+                message: format!("a record names the file {name:?}, which is not a file name"),
+            });
+        }
+        Ok(self.path.join(dir).join(name))
+    }
+
+    /// Writes `bytes` to a new file of `dir` (atomically, synced); its name.
+    fn store(&self, dir: &str, ext: &str, bytes: &[u8]) -> Result<String, HostError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = self.path.join(dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| HostError::io("cannot create", &path, e))?;
+        let name = format!(
+            "{:x}-{:x}-{:x}.{ext}",
+            now_ms(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        write_atomic(&path.join(&name), bytes, 0o600)?;
+        Ok(name)
+    }
+
+    /// Removes the files of `states/` and `members/` that no record refers
+    /// to any more (best effort; under the lock, after the records are
+    /// written). Records that cannot be read keep everything.
+    pub(crate) fn collect_garbage(&self) {
+        let (Ok(applied), Ok(snapshot), Ok(pending), Ok(generation)) = (
+            self.applied(),
+            self.snapshot(),
+            self.pending(),
+            self.generation(),
+        ) else {
+            return;
+        };
+        let mut keep = std::collections::HashSet::new();
+        for r in [
+            applied.and_then(|a| a.expected),
+            snapshot.and_then(|s| s.state),
+            pending.and_then(|p| p.snapshot.state),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            keep.insert((STATES, r.file));
+            if let Some(m) = r.members {
+                keep.insert((MEMBERS, m));
+            }
+        }
+        if let Some(m) = generation.and_then(|g| g.members) {
+            keep.insert((MEMBERS, m.file));
+        }
+        for dir in [STATES, MEMBERS] {
+            let Ok(entries) = fs::read_dir(self.path.join(dir)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&(dir, name)) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
     }
 

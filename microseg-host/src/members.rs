@@ -1,0 +1,293 @@
+//! Set members of a ruleset, as a backend names its sets, and the compact
+//! file they are recorded in: what lets an apply whose policy changed only
+//! members plan the element delta from the IR, without rendering it or
+//! reading anything but the members of the last apply.
+//!
+//! ```
+//! use microseg_host::members::{self, Members};
+//! use std::borrow::Cow;
+//! let sets = vec![
+//!     (Cow::Borrowed("web_v4"), Members::V4(Cow::Owned(vec![(1, 1), (5, 9)]))),
+//!     (Cow::Borrowed("web_v6"), Members::V6(Cow::Owned(vec![]))),
+//! ];
+//! let bytes = members::encode(&sets);
+//! assert_eq!(members::decode(&bytes).unwrap(), sets);
+//! // What changes from (1, 1), (5, 9) to (1, 1), (5, 10):
+//! let d = members::delta(&sets[0].1, &Members::V4(Cow::Owned(vec![(1, 1), (5, 10)]))).unwrap();
+//! assert_eq!(d, (Members::V4(Cow::Owned(vec![(5, 10)])), Members::V4(Cow::Owned(vec![(5, 9)]))));
+//! ```
+
+use std::borrow::Cow;
+
+/// The members of one set: sorted, disjoint, inclusive intervals of
+/// addresses of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members<'a> {
+    /// IPv4 addresses.
+    V4(Cow<'a, [(u32, u32)]>),
+    /// IPv6 addresses.
+    V6(Cow<'a, [(u128, u128)]>),
+}
+
+impl Members<'_> {
+    /// How many intervals.
+    ///
+    /// ```
+    /// # use std::borrow::Cow;
+    /// assert_eq!(microseg_host::members::Members::V4(Cow::Owned(vec![(1, 2)])).len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        match self {
+            Members::V4(r) => r.len(),
+            Members::V6(r) => r.len(),
+        }
+    }
+
+    /// Whether there are none.
+    ///
+    /// ```
+    /// # use std::borrow::Cow;
+    /// assert!(microseg_host::members::Members::V6(Cow::Owned(vec![])).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Named sets with their members, in the backend's order.
+pub type NamedMembers<'a> = Vec<(Cow<'a, str>, Members<'a>)>;
+
+/// What a backend installs for a ruleset, set members apart: a digest of
+/// everything else, and the members of each of its sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSets<'a> {
+    /// Equal for two rulesets exactly when the backend installs the same
+    /// for both but set members.
+    pub structure: String,
+    /// The sets, by name, and their members.
+    pub sets: NamedMembers<'a>,
+}
+
+/// The element changes of one set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDelta {
+    /// The set.
+    pub set: String,
+    /// Intervals to add.
+    pub add: Members<'static>,
+    /// Intervals to delete.
+    pub delete: Members<'static>,
+}
+
+/// `(added, deleted)` from `old` to `new`, interval for interval (a
+/// widened interval is deleted and added again, as a set holds it);
+/// `None` when the families differ.
+pub fn delta(old: &Members, new: &Members) -> Option<(Members<'static>, Members<'static>)> {
+    /// Intervals in the new list only, and in the old only.
+    type Diff<T> = (Vec<(T, T)>, Vec<(T, T)>);
+    fn diff<T: Ord + Copy>(old: &[(T, T)], new: &[(T, T)]) -> Diff<T> {
+        let (mut add, mut delete) = (Vec::new(), Vec::new());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    delete.push(*a);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    delete.push(*a);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    add.push(*b);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        (add, delete)
+    }
+    Some(match (old, new) {
+        (Members::V4(o), Members::V4(n)) => {
+            let (a, d) = diff(o, n);
+            (Members::V4(Cow::Owned(a)), Members::V4(Cow::Owned(d)))
+        }
+        (Members::V6(o), Members::V6(n)) => {
+            let (a, d) = diff(o, n);
+            (Members::V6(Cow::Owned(a)), Members::V6(Cow::Owned(d)))
+        }
+        _ => return None,
+    })
+}
+
+/// The first bytes of a members file.
+const MAGIC: &[u8] = b"microseg-members/1\n";
+
+/// The members file for `sets`: a header, then per set its name, family
+/// and intervals as little-endian integers (a few bytes per member where
+/// JSON takes tens, and read back without parsing text).
+pub fn encode(sets: &[(Cow<str>, Members)]) -> Vec<u8> {
+    let size: usize = sets
+        .iter()
+        .map(|(n, m)| {
+            n.len()
+                + 16
+                + match m {
+                    Members::V4(r) => r.len() * 8,
+                    Members::V6(r) => r.len() * 32,
+                }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + size);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(sets.len() as u64).to_le_bytes());
+    for (name, m) in sets {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        match m {
+            Members::V4(r) => {
+                out.push(4);
+                out.extend_from_slice(&(r.len() as u64).to_le_bytes());
+                for (a, b) in r.iter() {
+                    out.extend_from_slice(&a.to_le_bytes());
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
+            Members::V6(r) => {
+                out.push(6);
+                out.extend_from_slice(&(r.len() as u64).to_le_bytes());
+                for (a, b) in r.iter() {
+                    out.extend_from_slice(&a.to_le_bytes());
+                    out.extend_from_slice(&b.to_le_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sets of a members file ([`encode`]); `Err` says what is wrong.
+pub fn decode(bytes: &[u8]) -> Result<NamedMembers<'static>, String> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(MAGIC.len())? != MAGIC {
+        return Err("not a microseg members file".into());
+    }
+    let count = r.u64()?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        let name = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| "a set name is not UTF-8".to_string())?
+            .to_string();
+        let family = r.take(1)?[0];
+        let n = usize::try_from(r.u64()?).map_err(|_| "too many members".to_string())?;
+        let members = match family {
+            4 => {
+                let body = r.take(n.checked_mul(8).ok_or("too many members")?)?;
+                Members::V4(Cow::Owned(
+                    body.chunks_exact(8)
+                        .map(|c| (le32(&c[..4]), le32(&c[4..])))
+                        .collect(),
+                ))
+            }
+            6 => {
+                let body = r.take(n.checked_mul(32).ok_or("too many members")?)?;
+                Members::V6(Cow::Owned(
+                    body.chunks_exact(32)
+                        .map(|c| (le128(&c[..16]), le128(&c[16..])))
+                        .collect(),
+                ))
+            }
+            f => return Err(format!("set {name}: unknown family {f}")),
+        };
+        out.push((Cow::Owned(name), members));
+    }
+    if r.at != bytes.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok(out)
+}
+
+fn le32(b: &[u8]) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(b);
+    u32::from_le_bytes(a)
+}
+
+fn le128(b: &[u8]) -> u128 {
+    let mut a = [0; 16];
+    a.copy_from_slice(b);
+    u128::from_le_bytes(a)
+}
+
+/// Bytes read front to back, every read bounds-checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or("the file ends early")?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_refuses_what_encode_does_not_write() {
+        let sets = vec![(
+            Cow::Borrowed("s_v6"),
+            Members::V6(Cow::Owned(vec![(0, 0), (7, u128::MAX)])),
+        )];
+        let bytes = encode(&sets);
+        assert_eq!(decode(&bytes).unwrap(), sets);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode(&long).is_err());
+        let mut bad = bytes;
+        bad[0] = b'X';
+        assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn delta_is_the_exact_difference_of_interval_lists() {
+        let m = |v: &[(u32, u32)]| Members::V4(Cow::Owned(v.to_vec()));
+        let (add, del) = delta(
+            &m(&[(1, 3), (5, 5), (9, 9)]),
+            &m(&[(1, 4), (9, 9), (11, 12)]),
+        )
+        .unwrap();
+        assert_eq!(add, m(&[(1, 4), (11, 12)]));
+        assert_eq!(del, m(&[(1, 3), (5, 5)]));
+        let (add, del) = delta(&m(&[]), &m(&[])).unwrap();
+        assert!(add.is_empty() && del.is_empty());
+        assert!(delta(&m(&[]), &Members::V6(Cow::Owned(vec![]))).is_none());
+    }
+}
