@@ -7,7 +7,8 @@
 //! discovery) and before the same tail (drop log, counted default):
 //!
 //! ```text
-//! ip saddr vmap { 10.0.1.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }    # level 1
+//! ip saddr vmap { 10.0.3.4 : jump in4_0, 10.0.3.9 : jump in4_1, … }               # level 1
+//! ip saddr vmap { 10.0.1.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }
 //! meta nfproto ipv4 jump in4_any                                                 # background
 //! ip6 saddr vmap { 2001:db8::/64 : jump in6_0, … }
 //! chain in4_0 {                                                                  # level 2
@@ -20,10 +21,12 @@
 //! ```
 //!
 //! * **Level 1** looks the *remote* address up (the source on input, the
-//!   destination on output) in one single-field interval map per family: its
-//!   elements are the intervals of the exact partition of that address space
+//!   destination on output) in single-field maps per family: its elements
+//!   are the intervals of the exact partition of that address space
 //!   by every set the chain's rules match it against, each mapped to the
-//!   chain of its class. Classes whose decisions are alike share a chain.
+//!   chain of its class, single addresses in a map of their own (a hash,
+//!   one probe), wider intervals in an interval map (an rbtree). Classes
+//!   whose decisions are alike share a chain.
 //!   Addresses in none of those sets (the background: only rules that do
 //!   not restrict the remote address apply, such as baseline ICMP and
 //!   egress) get no element; one `jump` after the lookup takes them, and
@@ -43,7 +46,8 @@
 //!   hit counters per flow stay exact and `status` reads them as before. A
 //!   miss at either level falls through to the counted default.
 //!
-//! So a new connection costs at most: the leading rules, one rbtree lookup,
+//! So a new connection costs at most: the leading rules, one hash and one
+//! rbtree lookup (a single address listed as such: the hash lookup alone),
 //! one jump and one pipapo lookup in a small map (plus, on a miss, the
 //! background jump and lookup), one jump, a counter and the verdict;
 //! independent of the number of flows and addresses.
@@ -640,25 +644,33 @@ impl Decision {
         base: &mut Vec<schema::Rule<'static>>,
         classes: &mut Vec<(String, Vec<schema::Rule<'static>>)>,
     ) {
-        // nft-syntax: ip saddr vmap { 10.0.0.0/24 : jump in4_0, … }
-        let items: Vec<SetItem<'static>> = self
-            .level1
-            .iter()
-            .map(|&(lo, hi, t)| {
-                SetItem::Mapping(
-                    self.addr(lo, hi),
-                    Expression::Verdict(VExpr::Jump(JumpTarget {
-                        target: Cow::Owned(self.level2[t as usize].0.clone()),
-                    })),
-                )
-            })
-            .collect();
-        if !items.is_empty() {
-            base.push(lw.rule_in(
-                Cow::Borrowed(chain.name()),
-                vec![vmap(self.addr_payload(true), items)],
-                None,
-            ));
+        // nft-syntax: ip saddr vmap { 10.0.0.7 : jump in4_0, … }
+        // nft-syntax: ip saddr vmap { 10.0.0.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }
+        // Single addresses in a map of their own, which nft makes a hash
+        // (one probe), the intervals in an interval map (an rbtree, whose
+        // lookups cost a walk over its depth): the partition is exact, so
+        // an address is in at most one of the two, and one that misses the
+        // first after a miss in its class's chain misses the second too.
+        let item = |&(lo, hi, t): &(u128, u128, u32)| {
+            SetItem::Mapping(
+                self.addr(lo, hi),
+                Expression::Verdict(VExpr::Jump(JumpTarget {
+                    target: Cow::Owned(self.level2[t as usize].0.clone()),
+                })),
+            )
+        };
+        let (single, wide): (Vec<_>, Vec<_>) = self.level1.iter().partition(|(lo, hi, _)| lo == hi);
+        for part in [single, wide] {
+            if !part.is_empty() {
+                base.push(lw.rule_in(
+                    Cow::Borrowed(chain.name()),
+                    vec![vmap(
+                        self.addr_payload(true),
+                        part.into_iter().map(item).collect(),
+                    )],
+                    None,
+                ));
+            }
         }
         if let Some((name, _)) = &self.background {
             // nft-syntax: meta nfproto ipv4 jump in4_any

@@ -120,6 +120,10 @@ pub struct KernelResults {
     pub connection: String,
     /// Connection rates.
     pub rates: Vec<Rate>,
+    /// The address of the second client, one the optimised ruleset finds
+    /// in its interval map rather than among single addresses.
+    #[serde(default)]
+    pub ranged_client: Option<String>,
 }
 
 impl KernelResults {
@@ -217,8 +221,16 @@ impl KernelResults {
              time, bounded count (an attempt unanswered within 200 ms is retried and its wait \
              not counted); \"server\": the hub's ruleset on the server's input hook, the \
              client unfiltered; \"both ends\": the client's role ruleset on its output hook \
-             too:\n",
-            self.connection
+             too{}:\n",
+            self.connection,
+            match &self.ranged_client {
+                Some(r) => format!(
+                    "; the last row connects from {r} instead, an address the optimised ruleset \
+                     finds in its map of address intervals (an rbtree) after a miss in its map \
+                     of single addresses (a hash), where the first client's address is found"
+                ),
+                None => String::new(),
+            }
         );
         let _ = writeln!(o, "| ruleset | rules before the verdict (server input) | connections/s (median) | rounds | vs empty |");
         let _ = writeln!(o, "|---|---:|---:|---|---:|");
@@ -472,7 +484,14 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
     let (server, client, port, client_role) = pick_connection(&policy, &hub)?;
     let client_rs = pipeline::compile_role(&policy, &client_role);
     eprintln!("kernel: connections {client} ({client_role}) -> {server} ({role}) tcp/{port}");
-    let rates = connection_rates(opts, &hub, &client_rs, server, client, port)?;
+    let ranged = pick_ranged_client(&policy, &hub, server, client, port)?;
+    match ranged {
+        Some(r) => {
+            eprintln!("kernel: connections from an address range: {r} -> {server} tcp/{port}")
+        }
+        None => eprintln!("kernel: no client in an address range found"),
+    }
+    let rates = connection_rates(opts, &hub, &client_rs, server, client, ranged, port)?;
     Ok(KernelResults {
         role: role.into(),
         elements,
@@ -489,6 +508,7 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         batch_delta_ms: median(batch_deltas),
         delta_plan,
         connection: format!("{client} ({client_role}) → {server} ({role}) tcp/{port}"),
+        ranged_client: ranged.map(|r| r.to_string()),
         rates,
     })
 }
@@ -541,9 +561,52 @@ fn pick_connection(
     Ok((server, client, port, role))
 }
 
-/// A connection-rate configuration: name, (server, client) documents, rules met.
-/// A name, the server's and (if any) the client's document, and the rules met.
-type Config = (&'static str, Option<(String, Option<String>)>, usize);
+/// A connection-rate configuration: a name, the server's and (if any) the
+/// client's document, the rules met, and whether the second client (the
+/// one in an address range) connects.
+type Config = (&'static str, Option<(String, Option<String>)>, usize, bool);
+
+/// A second client for the optimised ruleset's other level-1 path: an
+/// address of one role allowed to open `port` on the hub that the hub's
+/// optimised input chain finds in its interval map (after a miss in the
+/// map of single addresses: one rule more than `client`'s path).
+fn pick_ranged_client(
+    policy: &Policy,
+    hub: &HostRuleset,
+    server: IpAddr,
+    client: IpAddr,
+    port: u16,
+) -> Result<Option<IpAddr>, String> {
+    let art = Lowering::Optimized.render(hub).map_err(|e| e.to_string())?;
+    let model =
+        backend_nft::model::NftModel::from_document(art.document()).map_err(|e| e.to_string())?;
+    let rules = |a: IpAddr| {
+        model
+            .decide(
+                Direction::Input,
+                &Connection::new(a, server, Proto::Tcp(port)),
+            )
+            .map(|d| d.rules)
+            .ok()
+    };
+    let Some(single) = rules(client) else {
+        return Ok(None);
+    };
+    for set in hub.sets.values() {
+        for (lo, hi) in set.addrs.ranges_v4().filter(|(lo, hi)| lo < hi).take(50) {
+            let mid = u32::from(lo) + (u32::from(hi) - u32::from(lo)) / 2;
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(mid));
+            if a == server || a == client || policy.roles_of(a).len() != 1 {
+                continue;
+            }
+            let c = Connection::new(a, server, Proto::Tcp(port));
+            if policy.decide(&c).allowed() && rules(a) == Some(single + 1) {
+                return Ok(Some(a));
+            }
+        }
+    }
+    Ok(None)
+}
 
 fn connection_rates(
     opts: &Options,
@@ -551,13 +614,23 @@ fn connection_rates(
     client_rs: &HostRuleset,
     server: IpAddr,
     client: IpAddr,
+    ranged: Option<IpAddr>,
     port: u16,
 ) -> Result<Vec<Rate>, String> {
-    let lab = Lab::new(&[
+    let mut hosts = vec![
         HostSpec::new("server", [server]),
         HostSpec::new("client", [client]),
-    ])
-    .map_err(|e| e.to_string())?;
+    ];
+    hosts.extend(ranged.map(|r| HostSpec::new("ranged", [r])));
+    let lab = Lab::new(&hosts).map_err(|e| e.to_string())?;
+    let rns = match ranged {
+        Some(_) => Some(
+            lab.netns_name("ranged")
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
+        None => None,
+    };
     let sns = lab
         .netns_name("server")
         .map_err(|e| e.to_string())?
@@ -567,7 +640,7 @@ fn connection_rates(
         .map_err(|e| e.to_string())?
         .to_string();
     // Short CLOSE timeouts so that bounded runs do not fill conntrack.
-    for ns in [&sns, &cns] {
+    for ns in [Some(&sns), Some(&cns), rns.as_ref()].into_iter().flatten() {
         let _ = sh(
             "ip",
             &[
@@ -618,8 +691,8 @@ fn connection_rates(
             ))
         };
         // Rules the connection's first packet meets on the server's input hook (the model's count).
-        let c = Connection::new(client, server, Proto::Tcp(port));
-        let met = |l: Lowering| -> usize {
+        let met = |l: Lowering, client: IpAddr| -> usize {
+            let c = Connection::new(client, server, Proto::Tcp(port));
             l.render(server_rs)
                 .map_err(|e| e.to_string())
                 .and_then(|a| {
@@ -643,32 +716,65 @@ fn connection_rates(
             doc(Lowering::Optimized, server_rs)?,
             doc(Lowering::Optimized, client_rs)?,
         );
-        let (met_plain, met_opt) = (met(Lowering::Plain), met(Lowering::Optimized));
-        vec![
-            ("empty", None, 0),
+        let (met_plain, met_opt) = (
+            met(Lowering::Plain, client),
+            met(Lowering::Optimized, client),
+        );
+        let mut configs = vec![
+            ("empty", None, 0, false),
             // The hub's ruleset on the server only: what the L ruleset costs
             // the host that enforces it.
             (
                 "conntrack only, server",
                 Some((ct_only(&server_rs.table), None)),
                 1,
+                false,
             ),
-            ("plain, server", Some((plain_s.clone(), None)), met_plain),
-            ("optimised, server", Some((opt_s.clone(), None)), met_opt),
+            (
+                "plain, server",
+                Some((plain_s.clone(), None)),
+                met_plain,
+                false,
+            ),
+            (
+                "optimised, server",
+                Some((opt_s.clone(), None)),
+                met_opt,
+                false,
+            ),
             // Both ends filtered (the client's role ruleset on its output
             // hook too): two connection-tracking tables on the same two cores.
             (
                 "conntrack only, both ends",
                 Some((ct_only(&server_rs.table), Some(ct_only(&client_rs.table)))),
                 1,
+                false,
             ),
             (
                 "plain, both ends",
                 Some((plain_s, Some(plain_c))),
                 met_plain,
+                false,
             ),
-            ("optimised, both ends", Some((opt_s, Some(opt_c))), met_opt),
-        ]
+            (
+                "optimised, both ends",
+                Some((opt_s.clone(), Some(opt_c))),
+                met_opt,
+                false,
+            ),
+        ];
+        if let Some(r) = ranged {
+            // The other level-1 path: a miss among single addresses, then
+            // the interval map (the empty ruleset's rate is the same
+            // from either client: same lab, same path).
+            configs.push((
+                "optimised, server, client in an address range",
+                Some((opt_s, None)),
+                met(Lowering::Optimized, r),
+                true,
+            ));
+        }
+        configs
     };
     let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let table = server_rs.table.clone();
@@ -680,7 +786,7 @@ fn connection_rates(
             order.reverse();
         }
         for k in order {
-            let (name, docs, _) = &configs[k];
+            let (name, docs, _, from_range) = &configs[k];
             for ns in [&sns, &cns] {
                 let t = format!(
                     r#"{{"nftables": [{{"add": {{"table": {{"family": "inet", "name": "{table}"}}}}}}, {{"delete": {{"table": {{"family": "inet", "name": "{table}"}}}}}}]}}"#
@@ -707,7 +813,10 @@ fn connection_rates(
             }
             std::thread::sleep(Duration::from_millis(1500));
             let n = opts.connections;
-            let cns2 = cns.clone();
+            let cns2 = match (from_range, &rns) {
+                (true, Some(r)) => r.clone(),
+                _ => cns.clone(),
+            };
             let rate = std::thread::spawn(move || -> Result<f64, String> {
                 enter(&cns2)?;
                 // Warm up, then measure.
@@ -741,7 +850,7 @@ fn connection_rates(
     Ok(configs
         .iter()
         .zip(rounds)
-        .map(|((name, _, rules), r)| Rate {
+        .map(|((name, _, rules, _), r)| Rate {
             config: name.to_string(),
             rules: *rules,
             per_second: median(r.clone()),

@@ -360,15 +360,25 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
             rate("conntrack only, both ends"),
             rate("optimised, both ends"),
         );
+        let ranged = rate("optimised, server, client in an address range");
+        let ranged_text = if ranged > 0.0 {
+            format!(
+                "; from a client in an address range (the interval map after a miss among single addresses): {:.0}%",
+                100.0 * ranged / empty
+            )
+        } else {
+            String::new()
+        };
+        let met = opt >= 0.9 * empty && (ranged == 0.0 || ranged >= 0.9 * empty);
         let _ = writeln!(
             o,
-            "| optimised new-connection rate through L ≥ 90% of empty | hub ruleset on the server: {:.0}% of empty ({opt:.0}/s vs {empty:.0}/s; conntrack only {:.0}%); plain: {plain:.0}/s ({:.0}%); with the client's ruleset too (two conntrack tables on the same two cores): {:.0}% (conntrack only {:.0}%) | {} |",
+            "| optimised new-connection rate through L ≥ 90% of empty | hub ruleset on the server: {:.0}% of empty ({opt:.0}/s vs {empty:.0}/s; conntrack only {:.0}%){ranged_text}; plain: {plain:.0}/s ({:.0}%); with the client's ruleset too (two conntrack tables on the same two cores): {:.0}% (conntrack only {:.0}%) | {} |",
             100.0 * opt / empty,
             100.0 * ct / empty,
             100.0 * plain / empty,
             100.0 * opt2 / empty,
             100.0 * ct2 / empty,
-            verdict(opt >= 0.9 * empty)
+            verdict(met)
         );
     }
     o
@@ -395,7 +405,10 @@ const NOTES: &str = "
   default makes every pair a candidate (about 2 million on L): a few
   seconds.
 * **Optimised lowering.** Per chain and family one lookup of the remote
-  address in an interval verdict map (rbtree), one lookup of protocol and
+  address in a verdict map of single addresses (a hash; an address listed
+  as such is found with one probe) and, on a miss, in a verdict map of
+  address intervals (an rbtree, whose walk over 100,000s of intervals was
+  most of what the ruleset cost a new connection), one lookup of protocol and
   port (and the host's own address where a rule restricts it) in a small
   concatenated map (pipapo), then the deciding flow's chain, which logs,
   counts and decides: the rules a new connection meets do not grow with
