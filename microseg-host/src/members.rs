@@ -148,23 +148,18 @@ pub fn encode(sets: &[(Cow<str>, Members)]) -> Vec<u8> {
     for (name, m) in sets {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
+        /// Family, count, then each interval's ends.
+        fn put<T: Copy>(out: &mut Vec<u8>, family: u8, r: &[(T, T)], le: impl Fn(&mut Vec<u8>, T)) {
+            out.push(family);
+            out.extend_from_slice(&(r.len() as u64).to_le_bytes());
+            for &(a, b) in r {
+                le(out, a);
+                le(out, b);
+            }
+        }
         match m {
-            Members::V4(r) => {
-                out.push(4);
-                out.extend_from_slice(&(r.len() as u64).to_le_bytes());
-                for (a, b) in r.iter() {
-                    out.extend_from_slice(&a.to_le_bytes());
-                    out.extend_from_slice(&b.to_le_bytes());
-                }
-            }
-            Members::V6(r) => {
-                out.push(6);
-                out.extend_from_slice(&(r.len() as u64).to_le_bytes());
-                for (a, b) in r.iter() {
-                    out.extend_from_slice(&a.to_le_bytes());
-                    out.extend_from_slice(&b.to_le_bytes());
-                }
-            }
+            Members::V4(r) => put(&mut out, 4, r, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+            Members::V6(r) => put(&mut out, 6, r, |o, x| o.extend_from_slice(&x.to_le_bytes())),
         }
     }
     out
@@ -185,23 +180,22 @@ pub fn decode(bytes: &[u8]) -> Result<NamedMembers<'static>, String> {
             .to_string();
         let family = r.take(1)?[0];
         let n = usize::try_from(r.u64()?).map_err(|_| "too many members".to_string())?;
+        /// `n` intervals of ends `width` bytes wide.
+        fn take<T>(
+            r: &mut Reader,
+            n: usize,
+            width: usize,
+            end: impl Fn(&[u8]) -> T,
+        ) -> Result<Vec<(T, T)>, String> {
+            let size = n.checked_mul(2 * width).ok_or("too many members")?;
+            Ok(r.take(size)?
+                .chunks_exact(2 * width)
+                .map(|c| (end(&c[..width]), end(&c[width..])))
+                .collect())
+        }
         let members = match family {
-            4 => {
-                let body = r.take(n.checked_mul(8).ok_or("too many members")?)?;
-                Members::V4(Cow::Owned(
-                    body.chunks_exact(8)
-                        .map(|c| (le32(&c[..4]), le32(&c[4..])))
-                        .collect(),
-                ))
-            }
-            6 => {
-                let body = r.take(n.checked_mul(32).ok_or("too many members")?)?;
-                Members::V6(Cow::Owned(
-                    body.chunks_exact(32)
-                        .map(|c| (le128(&c[..16]), le128(&c[16..])))
-                        .collect(),
-                ))
-            }
+            4 => Members::V4(Cow::Owned(take(&mut r, n, 4, le32)?)),
+            6 => Members::V6(Cow::Owned(take(&mut r, n, 16, le128)?)),
             f => return Err(format!("set {name}: unknown family {f}")),
         };
         out.push((Cow::Owned(name), members));
