@@ -1101,6 +1101,50 @@ fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
     s.expect(0, &["status"]);
 }
 
+/// Records written by a microseg whose records held states inline
+/// (version 1) are still read: status, rollback and apply work on them,
+/// and the next records are written in the current form.
+#[test]
+fn records_of_version_1_are_read_and_replaced() {
+    let ns = netns();
+    let s = Site::new(ns.name());
+    let one = s.write("one.toml", &policy("\"10.10.1.10\"", true));
+    let two = s.write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", false));
+    s.expect(0, &["apply", &one, "--role", "app", "--no-persist"]);
+    let installed_one = normalised(&s.list("inet", "ms").unwrap());
+    s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
+    let state = s.dir.path("state");
+    // Back to version 1: each state in the record that refers to it.
+    let inline = |record: &str, field: &str| {
+        let path = state.join(record);
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let file = v[field]["file"].as_str().unwrap().to_string();
+        assert!(v[field].get("members").is_none(), "{v}");
+        let text = std::fs::read_to_string(state.join("states").join(file)).unwrap();
+        v[field] = serde_json::from_str(&text).unwrap();
+        v["version"] = 1.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+    };
+    inline("applied.json", "expected");
+    inline("snapshot.json", "state");
+    std::fs::remove_file(state.join("generation.json")).unwrap();
+    std::fs::remove_dir_all(state.join("states")).unwrap();
+    s.expect(0, &["status"]);
+    s.expect(0, &["rollback"]);
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), installed_one);
+    s.expect(0, &["status"]);
+    let out = s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
+    assert!(out.contains("replace"), "{out}");
+    s.expect(0, &["status"]);
+    let applied: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("applied.json")).unwrap())
+            .unwrap();
+    assert_eq!(applied["version"], 2);
+    assert!(applied["expected"]["file"].is_string(), "{applied}");
+    s.expect(0, &["rollback"]);
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), installed_one);
+}
+
 #[test]
 fn role_auto_picks_the_managed_address() {
     let ns = netns();

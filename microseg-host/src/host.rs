@@ -5,8 +5,8 @@ use crate::guard::{self, Lockout};
 use crate::members;
 use crate::persist::{self, Persist};
 use crate::state::{
-    now_ms, Applied, GenerationRecord, MembersRecord, Pending, PersistJob, PersistRecord, Snapshot,
-    StateDir, StateRef,
+    now_ms, Applied, GenerationRecord, MembersRecord, Pending, PersistJob, PersistRecord,
+    RecordedState, Snapshot, StateDir, StateRef,
 };
 use crate::timer::{self, TimerCommand};
 use crate::HostError;
@@ -58,7 +58,7 @@ impl Basis {
 struct Early<B: HostBackend> {
     at: Option<Generation>,
     exact: Option<Recorded<B>>,
-    replace: Option<(B::Plan, StateRef, RecordedRx<B>)>,
+    replace: Option<(B::Plan, RecordedState, RecordedRx<B>)>,
 }
 
 /// A record decoding on a thread of its own.
@@ -94,13 +94,19 @@ fn recorded<B: HostBackend>(
 fn load<B: HostBackend>(
     state: &StateDir,
     backend: &str,
-    r: &StateRef,
+    r: &RecordedState,
 ) -> Result<B::State, HostError> {
-    let text = state.state_text(r)?;
-    let mut s: B::State = serde_json::from_str(&text).map_err(|e| HostError::Record {
-        path: state.path().into(),
-        message: format!("a saved {backend} state cannot be read: {e}"),
-    })?;
+    let decode = |text: &str| -> Result<B::State, HostError> {
+        serde_json::from_str(text).map_err(|e| HostError::Record {
+            path: state.path().into(),
+            message: format!("a saved {backend} state cannot be read: {e}"),
+        })
+    };
+    let r = match r {
+        RecordedState::Inline(raw) => return decode(raw.get()),
+        RecordedState::File(r) => r,
+    };
+    let mut s = decode(&state.state_text(r)?)?;
     if let Some(m) = &r.members {
         let sets = state.members(m)?;
         if !B::with_members(&mut s, &sets) {
@@ -115,14 +121,14 @@ fn load<B: HostBackend>(
 }
 
 /// A recorded state, decoded and as recorded.
-type Recorded<B> = (<B as Backend>::State, StateRef);
+type Recorded<B> = (<B as Backend>::State, RecordedState);
 
 /// A plan, and what it was made from.
 struct Planned<B: HostBackend> {
     /// The installed state planned against.
     current: Option<B::State>,
     /// The same as recorded, when it comes from the record.
-    current_raw: Option<StateRef>,
+    current_raw: Option<RecordedState>,
     /// For a replacement planned from structure digests: the record, still
     /// decoding, for the plan's detailed reasons.
     details: Option<RecordedRx<B>>,
@@ -745,11 +751,13 @@ impl<B: HostBackend> Host<B> {
     }
 
     /// Records a state in a file of its own.
-    fn store_state(&self, s: &B::State) -> Result<StateRef, HostError> {
-        self.state.store_state(&self.encode_state(s)?)
+    fn store_state(&self, s: &B::State) -> Result<RecordedState, HostError> {
+        Ok(RecordedState::File(
+            self.state.store_state(&self.encode_state(s)?)?,
+        ))
     }
 
-    fn decode_state(&self, v: Option<&StateRef>) -> Result<Option<B::State>, HostError> {
+    fn decode_state(&self, v: Option<&RecordedState>) -> Result<Option<B::State>, HostError> {
         v.map(|v| load::<B>(&self.state, self.backend.name(), v))
             .transpose()
     }
@@ -1054,7 +1062,7 @@ impl<B: HostBackend> Host<B> {
                             target: ruleset.target.to_string(),
                             source: opts.source.clone(),
                             at_ms,
-                            expected: Some(state.store_state(expected()?)?),
+                            expected: Some(RecordedState::File(state.store_state(expected()?)?)),
                             persist: persist_path.clone(),
                             hardening: ruleset.hardening,
                         };
@@ -1195,7 +1203,7 @@ impl<B: HostBackend> Host<B> {
         else {
             return Ok(false);
         };
-        let Some(expected) = self
+        let Some(RecordedState::File(expected)) = self
             .state
             .applied()?
             .filter(|a| a.backend == name && a.key == key)
@@ -1260,7 +1268,7 @@ impl<B: HostBackend> Host<B> {
                 backend: name.into(),
                 key: key.clone(),
                 taken_ms: now_ms(),
-                state: Some(expected.clone()),
+                state: Some(RecordedState::File(expected.clone())),
                 persist: None,
                 sysctl: None,
             })?;
@@ -1274,10 +1282,10 @@ impl<B: HostBackend> Host<B> {
             target: ruleset.target.to_string(),
             source: opts.source.clone(),
             at_ms: now_ms(),
-            expected: Some(StateRef {
+            expected: Some(RecordedState::File(StateRef {
                 file: expected.file,
                 members: file.or(expected.members),
-            }),
+            })),
             persist: None,
             hardening: None,
         })?;

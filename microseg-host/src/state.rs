@@ -39,6 +39,10 @@ const MEMBERS: &str = "members";
 /// Format of the records; bumped on incompatible changes.
 const RECORD_VERSION: u32 = 2;
 
+/// The oldest format still read: version 1 held backend states inline
+/// ([`RecordedState::Inline`]); records are always written in the current one.
+const OLDEST_RECORD_VERSION: u32 = 1;
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -80,7 +84,7 @@ pub(crate) struct Snapshot {
     pub(crate) key: String,
     pub(crate) taken_ms: u64,
     /// The backend's state (`None`: nothing was installed).
-    pub(crate) state: Option<StateRef>,
+    pub(crate) state: Option<RecordedState>,
     /// The boot file and what it held before (`None`: persistence was off).
     pub(crate) persist: Option<PersistRecord>,
     /// The hardening sysctl values and file before (`None`: the policy has no hardening).
@@ -107,7 +111,7 @@ pub(crate) struct Applied {
     pub(crate) source: String,
     pub(crate) at_ms: u64,
     /// The state expected to be installed (`None`: nothing).
-    pub(crate) expected: Option<StateRef>,
+    pub(crate) expected: Option<RecordedState>,
     /// The boot file written for it, if any.
     pub(crate) persist: Option<PathBuf>,
     /// The hardening applied with it, if any (for `status`).
@@ -149,6 +153,7 @@ pub(crate) struct MembersRecord {
 /// file of `members/` when set members changed since (an element delta
 /// planned from the IR records only the new members).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StateRef {
     /// The state's file in `states/`.
     pub(crate) file: String,
@@ -156,6 +161,35 @@ pub(crate) struct StateRef {
     /// state's (`None`: the state as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) members: Option<String>,
+}
+
+/// A backend state in a record: a [`StateRef`], or (records of version 1,
+/// written before states had files of their own) the state itself.
+#[derive(Debug, Clone)]
+pub(crate) enum RecordedState {
+    /// In a file of `states/`.
+    File(StateRef),
+    /// In the record itself.
+    Inline(Box<serde_json::value::RawValue>),
+}
+
+impl Serialize for RecordedState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RecordedState::File(r) => r.serialize(s),
+            RecordedState::Inline(raw) => raw.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordedState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        Ok(match serde_json::from_str::<StateRef>(raw.get()) {
+            Ok(r) => RecordedState::File(r),
+            Err(_) => RecordedState::Inline(raw),
+        })
+    }
 }
 
 /// A change waiting for `confirm`.
@@ -311,11 +345,14 @@ impl StateDir {
                 message: e.to_string(),
             })?
             .version;
-        if version != Some(u64::from(RECORD_VERSION)) {
+        if !version.is_some_and(|v| {
+            (u64::from(OLDEST_RECORD_VERSION)..=u64::from(RECORD_VERSION)).contains(&v)
+        }) {
             return Err(HostError::Record {
                 path,
                 message: format!(
-                    "record version {version:?}, this microseg reads {RECORD_VERSION}"
+                    "record version {version:?}, this microseg reads versions \
+                     {OLDEST_RECORD_VERSION} to {RECORD_VERSION}"
                 ),
             });
         }
@@ -527,7 +564,10 @@ impl StateDir {
         ]
         .into_iter()
         .flatten()
-        {
+        .filter_map(|r| match r {
+            RecordedState::File(r) => Some(r),
+            RecordedState::Inline(_) => None,
+        }) {
             keep.insert((STATES, r.file));
             if let Some(m) = r.members {
                 keep.insert((MEMBERS, m));
