@@ -1027,6 +1027,24 @@ fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
         "{out}"
     );
     let v1_listing = normalised(&s.list("inet", "ms").unwrap());
+    // The dry run plans from the same basis as the apply, and changes nothing.
+    let dry = s.expect(
+        0,
+        &["apply", &v2, "--role", "app", "--no-persist", "--dry-run"],
+    );
+    assert!(
+        dry.contains("set web_v4: + 10.10.1.13-10.10.1.15 - 10.10.1.12")
+            && dry.contains(from_members),
+        "{dry}"
+    );
+    assert_eq!(normalised(&s.list("inet", "ms").unwrap()), v1_listing);
+    // An apply that writes a boot file takes the full path (the boot file
+    // holds the whole ruleset), and its dry run says the same.
+    let dry = s.expect(0, &["apply", &v2, "--role", "app", "--dry-run"]);
+    assert!(
+        dry.contains("element delta") && !dry.contains(from_members),
+        "{dry}"
+    );
     let out = apply(&v2);
     assert!(
         out.contains("element delta")

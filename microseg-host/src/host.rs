@@ -142,6 +142,22 @@ struct Planned<B: HostBackend> {
 const GENERATION_NOTE: &str = "  (planned against the record of the last operation: nothing \
 was committed to the ruleset since, by anyone)\n";
 
+/// An element delta planned from the policy's set members, and what it
+/// was planned from.
+struct MembersPlan<'r, B: HostBackend> {
+    plan: B::Plan,
+    /// The policy's sets and members.
+    view: members::MemberSets<'r>,
+    /// The generation it was planned at (the recorded one).
+    at: Generation,
+    /// The generation record.
+    record: GenerationRecord,
+    /// The members recorded with it.
+    recorded: MembersRecord,
+    /// The state the last apply recorded (the rollback point of this one).
+    expected: StateRef,
+}
+
 /// Said under an element delta planned from the policy's set members.
 const MEMBERS_NOTE: &str = "  (planned from the policy's set members against those the last \
 operation installed: nothing was committed to the ruleset since, by anyone)\n";
@@ -839,6 +855,13 @@ impl<B: HostBackend> Host<B> {
             Persist::Off => None,
         };
         if opts.dry_run {
+            // The plan an apply would make, from the same basis.
+            if let Some(m) = self.plan_members(ruleset, opts, persist_path.is_some())? {
+                report.plan = self.backend.plan_kind(&m.plan);
+                report.plan_text = m.plan.to_string();
+                report.plan_text.push_str(MEMBERS_NOTE);
+                return Ok(report);
+            }
             let desired = self.backend.render(ruleset).map_err(|e| self.be(e))?;
             let expected = self.backend.expected(&desired);
             let early = self.early(opts.refresh)?;
@@ -1162,31 +1185,31 @@ impl<B: HostBackend> Host<B> {
         result
     }
 
-    /// An apply whose policy changed only set members since the last
-    /// apply, when nothing was committed to what is installed since, by
-    /// anyone: the element delta is planned from the IR and the members the
-    /// last apply recorded, without rendering, working out or reading any
-    /// state; the records refer to the last apply's state with the new
-    /// members. `false`: not such an apply, or the backend refused the
-    /// delta without changing anything; the full path then.
-    fn apply_members(
+    /// The element delta of a policy that changed only set members since
+    /// the last apply, when nothing was committed to what is installed
+    /// since, by anyone: planned from the IR and the members the last apply
+    /// recorded, without rendering, working out or reading any state.
+    /// `None`: not such a change, or an apply that must not take this path
+    /// (a pending confirmation, `refresh`, hardening, a boot file to write).
+    fn plan_members<'r>(
         &self,
-        ruleset: &HostRuleset,
+        ruleset: &'r HostRuleset,
         opts: &ApplyOptions,
-        report: &mut ApplyReport,
-    ) -> Result<bool, HostError> {
+        persist: bool,
+    ) -> Result<Option<MembersPlan<'r, B>>, HostError> {
         if opts.refresh
             || opts.confirm.is_some()
             || opts.hold_lock.is_some()
             || ruleset.hardening.is_some()
+            || persist
         {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(view) = self.backend.members(ruleset) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(at) = self.backend.generation() else {
-            return Ok(false);
+            return Ok(None);
         };
         let (name, key) = (self.backend.name(), self.backend.key());
         let Some(record) = self
@@ -1194,14 +1217,14 @@ impl<B: HostBackend> Host<B> {
             .generation()?
             .filter(|r| r.backend == name && r.key == key && r.generation == at)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(recorded) = record
             .members
-            .as_ref()
+            .clone()
             .filter(|m| m.structure == view.structure)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(RecordedState::File(expected)) = self
             .state
@@ -1209,21 +1232,21 @@ impl<B: HostBackend> Host<B> {
             .filter(|a| a.backend == name && a.key == key)
             .and_then(|a| a.expected)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Ok(old) = self.state.members(&recorded.file) else {
-            return Ok(false);
+            return Ok(None);
         };
         if old.len() != view.sets.len() {
-            return Ok(false);
+            return Ok(None);
         }
         let mut deltas = Vec::new();
         for ((old_name, old_members), (new_name, new_members)) in old.iter().zip(&view.sets) {
             if old_name != new_name {
-                return Ok(false);
+                return Ok(None);
             }
             let Some((add, delete)) = members::delta(old_members, new_members) else {
-                return Ok(false);
+                return Ok(None);
             };
             if !add.is_empty() || !delete.is_empty() {
                 deltas.push(members::MemberDelta {
@@ -1234,9 +1257,38 @@ impl<B: HostBackend> Host<B> {
             }
         }
         dispose(old);
-        let Some(plan) = self.backend.members_plan(&deltas) else {
+        Ok(self.backend.members_plan(&deltas).map(|plan| MembersPlan {
+            plan,
+            view,
+            at,
+            record,
+            recorded,
+            expected,
+        }))
+    }
+
+    /// Applies a [`plan_members`](Self::plan_members) plan and writes the
+    /// records: they refer to the last apply's state with the new members.
+    /// `false`: there is no such plan, or the backend refused it without
+    /// changing anything; the full path then.
+    fn apply_members(
+        &self,
+        ruleset: &HostRuleset,
+        opts: &ApplyOptions,
+        report: &mut ApplyReport,
+    ) -> Result<bool, HostError> {
+        let Some(MembersPlan {
+            plan,
+            view,
+            at,
+            record,
+            recorded,
+            expected,
+        }) = self.plan_members(ruleset, opts, false)?
+        else {
             return Ok(false);
         };
+        let (name, key) = (self.backend.name(), self.backend.key());
         let kind = self.backend.plan_kind(&plan);
         let changes = kind != PlanKind::Unchanged;
         // The new members are recorded while the backend applies.
