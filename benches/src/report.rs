@@ -363,7 +363,7 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
         let ranged = rate("optimised, server, client in an address range");
         let ranged_text = if ranged > 0.0 {
             format!(
-                "; from a client in an address range (the interval map after a miss among single addresses): {:.0}%",
+                "; from a client in an address range (the interval map after a miss among single addresses): {:.1}%",
                 100.0 * ranged / empty
             )
         } else {
@@ -376,7 +376,7 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
         };
         let _ = writeln!(
             o,
-            "| optimised new-connection rate through L ≥ 90% of empty | hub ruleset on the server: {:.0}% of empty ({opt:.0}/s vs {empty:.0}/s; conntrack only {:.0}%){ranged_text}; plain: {plain:.0}/s ({:.0}%); with the client's ruleset too (two conntrack tables on the same two cores): {:.0}% (conntrack only {:.0}%) | {} |",
+            "| optimised new-connection rate through L ≥ 90% of empty | hub ruleset on the server: {:.1}% of empty ({opt:.0}/s vs {empty:.0}/s; conntrack only {:.0}%){ranged_text}; plain: {plain:.0}/s ({:.0}%); with the client's ruleset too (two conntrack tables on the same two cores): {:.0}% (conntrack only {:.0}%) | {} |",
             100.0 * opt / empty,
             100.0 * ct / empty,
             100.0 * plain / empty,
