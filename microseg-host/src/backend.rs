@@ -269,6 +269,14 @@ mod nft {
         }
     }
 
+    /// The elements the plain lowering writes for `m`.
+    fn elements(m: &Members) -> Vec<serde_json::Value> {
+        match m {
+            Members::V4(r) => backend_nft::members::elements_v4(r),
+            Members::V6(r) => backend_nft::members::elements_v6(r),
+        }
+    }
+
     /// Where nftables.service (Debian, Ubuntu, Fedora, Arch…) reads
     /// `/etc/nftables.conf` (Fedora/RHEL: `/etc/sysconfig/nftables.conf`).
     const NFT_CONF: &str = "/etc/nftables.conf";
@@ -353,10 +361,6 @@ mod nft {
         }
 
         fn members_plan(&self, deltas: &[MemberDelta]) -> Option<NftPlan> {
-            let elements = |m: &Members| match m {
-                Members::V4(r) => backend_nft::members::elements_v4(r),
-                Members::V6(r) => backend_nft::members::elements_v6(r),
-            };
             let sets: Vec<backend_nft::SetDelta> = deltas
                 .iter()
                 .filter(|d| !d.add.is_empty() || !d.delete.is_empty())
@@ -382,13 +386,8 @@ mod nft {
         }
 
         fn with_members(state: &mut NftState, sets: &NamedMembers) -> bool {
-            sets.iter().all(|(name, m)| {
-                let elems = match m {
-                    Members::V4(r) => backend_nft::members::elements_v4(r),
-                    Members::V6(r) => backend_nft::members::elements_v6(r),
-                };
-                state.set_elements_to(name, elems)
-            })
+            sets.iter()
+                .all(|(name, m)| state.set_elements_to(name, elements(m)))
         }
 
         fn plan_kind(&self, plan: &NftPlan) -> PlanKind {

@@ -150,10 +150,11 @@ struct MembersPlan<'r, B: HostBackend> {
     view: members::MemberSets<'r>,
     /// The generation it was planned at (the recorded one).
     at: Generation,
-    /// The generation record.
-    record: GenerationRecord,
-    /// The members recorded with it.
-    recorded: MembersRecord,
+    /// The structure digest recorded with the generation (unchanged by a
+    /// members-only change).
+    structure: Option<String>,
+    /// The members file recorded with it.
+    members_file: String,
     /// The state the last apply recorded (the rollback point of this one).
     expected: StateRef,
 }
@@ -1219,10 +1220,10 @@ impl<B: HostBackend> Host<B> {
         else {
             return Ok(None);
         };
-        let Some(recorded) = record
+        let Some(members_file) = record
             .members
-            .clone()
             .filter(|m| m.structure == view.structure)
+            .map(|m| m.file)
         else {
             return Ok(None);
         };
@@ -1234,7 +1235,7 @@ impl<B: HostBackend> Host<B> {
         else {
             return Ok(None);
         };
-        let Ok(old) = self.state.members(&recorded.file) else {
+        let Ok(old) = self.state.members(&members_file) else {
             return Ok(None);
         };
         if old.len() != view.sets.len() {
@@ -1261,8 +1262,8 @@ impl<B: HostBackend> Host<B> {
             plan,
             view,
             at,
-            record,
-            recorded,
+            structure: record.structure,
+            members_file,
             expected,
         }))
     }
@@ -1281,8 +1282,8 @@ impl<B: HostBackend> Host<B> {
             plan,
             view,
             at,
-            record,
-            recorded,
+            structure,
+            members_file,
             expected,
         }) = self.plan_members(ruleset, opts, false)?
         else {
@@ -1325,7 +1326,7 @@ impl<B: HostBackend> Host<B> {
                 sysctl: None,
             })?;
         }
-        let members_file = file.clone().unwrap_or_else(|| recorded.file.clone());
+        let members_file = file.clone().unwrap_or(members_file);
         self.state.write_applied(&Applied {
             version,
             backend: name.into(),
@@ -1347,7 +1348,7 @@ impl<B: HostBackend> Host<B> {
                 backend: name.into(),
                 key,
                 generation,
-                structure: record.structure.clone(),
+                structure,
                 members: Some(MembersRecord {
                     structure: view.structure.clone(),
                     file: members_file,
