@@ -238,7 +238,9 @@ pub enum NftError {
 /// assert!(backend_nft::to_nft_text(&plain).contains("ip saddr @adm_v4 tcp dport 22"));
 /// let text = backend_nft::to_nft_text(&optimized);
 /// // Level 1: the source's class; other sources meet the background (here: ICMP).
-/// assert!(text.contains("ip saddr vmap { 10.9.0.0/24 : jump in4_0 }"), "{text}");
+/// assert!(text.contains("ip saddr vmap @in4_range"), "{text}");
+/// assert!(text.contains("map in4_range {\n\t\ttype ipv4_addr : verdict\n\t\tflags interval\n\t\t\
+///     elements = { 10.9.0.0/24 : jump in4_0 }"), "{text}");
 /// assert!(text.contains("meta nfproto ipv4 jump in4_any"), "{text}");
 /// // Level 2: protocol and port, to the deciding flow's chain.
 /// assert!(text.contains("meta l4proto . th dport vmap { tcp . 22 : jump f_ssh"), "{text}");
@@ -252,7 +254,9 @@ pub enum Lowering {
     Plain,
     /// Verdict maps over an exact partition ([`NftOptimizedRenderer`]): a
     /// bounded number of rules and lookups per new connection, whatever the
-    /// number of flows and addresses; any change replaces the table.
+    /// number of flows and addresses; its level-1 maps are named, so an
+    /// address change that keeps the decisions applies as element deltas
+    /// of those maps.
     Optimized,
 }
 

@@ -101,6 +101,20 @@ pub(crate) fn table_commands(name: &str) -> Vec<NfObject<'static>> {
     ]
 }
 
+/// The data type `verdict` of a named verdict map. The `nftables` crate's
+/// schema has no such [`SetType`]: an empty concatenation stands for it in
+/// the artefact, and this crate's writers ([`crate::to_json`],
+/// [`crate::to_nft_text`], [`crate::NftState::from_artefact`]) and model
+/// write and read it as `verdict`.
+pub(crate) fn verdict_type() -> SetTypeValue<'static> {
+    SetTypeValue::Concatenated(Cow::Borrowed(&[]))
+}
+
+/// Whether a map's data type is [`verdict_type`].
+pub(crate) fn is_verdict_type(t: &SetTypeValue<'_>) -> bool {
+    matches!(t, SetTypeValue::Concatenated(v) if v.is_empty())
+}
+
 pub(crate) fn add(obj: NfListObject<'static>) -> NfObject<'static> {
     NfObject::CmdObject(NfCmd::Add(obj))
 }

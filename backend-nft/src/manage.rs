@@ -2,7 +2,7 @@
 //! (nothing, set elements only, or a whole-table replacement), applies it in
 //! one `nft -j -f -` transaction, restores snapshots and removes the table.
 
-use crate::netlink::{BatchError, Interval, Netlink, SetChange};
+use crate::netlink::{self, BatchError, Interval, Netlink, SetChange};
 use crate::state::{common_ends, differences, element_text, Elems, NftDifference};
 use crate::{to_json_compact, Lowering, Nft, NftArtefact, NftError, NftState};
 use microseg_core::backend::{Backend, Renderer};
@@ -340,14 +340,19 @@ impl NftBackend {
                 let interval = header["flags"]
                     .as_array()
                     .is_some_and(|f| f.iter().any(|f| f == "interval"));
+                // Sets of addresses, and verdict maps keyed by addresses
+                // (the optimised lowering's level 1).
+                let data = header.get("map");
                 sets.push(SetDelta {
                     set: name.to_string(),
                     add,
                     delete,
                     key: header["type"]
                         .as_str()
-                        .filter(|t| interval && matches!(*t, "ipv4_addr" | "ipv6_addr"))
+                        .filter(|t| matches!(*t, "ipv4_addr" | "ipv6_addr"))
+                        .filter(|_| data.is_none_or(|d| d == "verdict"))
                         .map(str::to_string),
+                    interval,
                 });
             }
         }
@@ -384,24 +389,50 @@ impl fmt::Display for NftGeneration {
     }
 }
 
-/// The intervals of an element delta, when every set is an interval set of
-/// addresses and every element an address, range or prefix of its family
-/// (else `None`: the delta goes through nft), and the batch stays small.
+/// The intervals of an element delta, when every set is a set (or verdict
+/// map) of addresses and every element an address, range or prefix of its
+/// family (a single address where the set has no interval flag), a map's
+/// element with a jump to a chain (else `None`: the delta goes through
+/// nft), and the batch stays small.
 fn interval_changes(sets: &[SetDelta]) -> Option<Vec<SetChange<'_>>> {
     let mut out = Vec::with_capacity(sets.len());
     let mut count = 0;
     for s in sets {
         let key = s.key.as_deref()?;
-        let conv = |elems: &[Value]| -> Option<Vec<Interval>> {
-            elems
-                .iter()
-                .map(|e| Interval::of(e).filter(|i| i.fits(key)))
-                .collect()
+        let conv = |e: &Value| -> Option<Interval> {
+            Interval::of(e)
+                .filter(|i| i.fits(key))
+                .filter(|i| s.interval || i.is_single())
         };
-        let (add, delete) = (conv(&s.add)?, conv(&s.delete)?);
+        fn with_jump(
+            e: &Value,
+            conv: impl Fn(&Value) -> Option<Interval>,
+        ) -> Option<(Interval, Option<&str>)> {
+            match e {
+                Value::Array(kv) if kv.len() == 2 => {
+                    let chain = kv[1].get("jump")?.get("target")?.as_str()?;
+                    netlink::chain_name_ok(chain).then_some(())?;
+                    Some((conv(&kv[0])?, Some(chain)))
+                }
+                _ => Some((conv(e)?, None)),
+            }
+        }
+        let elem = |e| with_jump(e, conv);
+        let add: Vec<(Interval, Option<&str>)> = s.add.iter().map(elem).collect::<Option<_>>()?;
+        let delete: Vec<Interval> = s
+            .delete
+            .iter()
+            .map(|e| elem(e).map(|(i, _)| i))
+            .collect::<Option<_>>()?;
+        // A map's elements all carry a verdict, a set's none.
+        let jumps = add.iter().filter(|(_, j)| j.is_some()).count();
+        if jumps != 0 && jumps != add.len() {
+            return None;
+        }
         count += add.len() + delete.len();
         out.push(SetChange {
             set: &s.set,
+            interval: s.interval,
             add,
             delete,
         });
@@ -432,7 +463,7 @@ pub enum NftReplacement {
 ///
 /// ```
 /// let d = backend_nft::SetDelta { set: "web_v4".into(),
-///     add: vec![serde_json::json!("10.0.0.2")], delete: vec![], key: None };
+///     add: vec![serde_json::json!("10.0.0.2")], delete: vec![], key: None, interval: true };
 /// assert_eq!(d.to_string(), "set web_v4: + 10.0.0.2");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -443,16 +474,20 @@ pub struct SetDelta {
     pub add: Vec<Value>,
     /// Elements to delete.
     pub delete: Vec<Value>,
-    /// The key type when the set is an interval set of addresses
+    /// The key type when the set (or verdict map) is one of addresses
     /// (`ipv4_addr`, `ipv6_addr`): such a delta goes over nfnetlink
     /// ([`NftBackend::apply_at`]); `None`: through nft.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Whether the set has the interval flag.
+    #[serde(skip)]
+    pub interval: bool,
 }
 
 impl fmt::Display for SetDelta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "set {}:", self.set)?;
+        let map = self.add.iter().chain(&self.delete).any(Value::is_array);
+        write!(f, "{} {}:", if map { "map" } else { "set" }, self.set)?;
         for e in &self.add {
             write!(f, " + {}", element_text(e))?;
         }
@@ -555,7 +590,7 @@ impl NftPlan {
     /// ```
     /// let p = backend_nft::NftPlan::Elements { table: "ms".into(), sets: vec![backend_nft::SetDelta {
     ///     set: "web_v4".into(), add: vec![serde_json::json!("10.0.0.2")], delete: vec![serde_json::json!("10.0.0.1")],
-    ///     key: None }] };
+    ///     key: None, interval: true }] };
     /// let doc: serde_json::Value = serde_json::from_str(&p.to_json().unwrap()).unwrap();
     /// assert_eq!(doc["nftables"][0]["delete"]["element"]["elem"][0], "10.0.0.1");
     /// assert_eq!(doc["nftables"][1]["add"]["element"]["elem"][0], "10.0.0.2");

@@ -29,24 +29,36 @@
 
 use crate::addr_text::ipv6_text;
 use crate::lower::{interval, ipv4_text};
-use crate::Lowering;
-use microseg_core::ir::HostRuleset;
+use crate::{optimize, Lowering, NftError};
+use microseg_core::addr::Family;
+use microseg_core::ir::{Direction, HostRuleset};
+pub use optimize::{Level1Change, Level1Map, MapChange, OldSet};
 use serde_json::Value;
 use std::hash::{Hash, Hasher};
 
-/// A digest of everything `lowering` writes for `rs` but set elements,
-/// `None` where set members shape more than elements (the optimised
-/// lowering folds them into verdict maps).
+/// A digest of the ruleset but its set members, for `lowering`.
+///
+/// Plain lowering: equal digests mean the same table but for set
+/// elements. Optimised lowering: equal digests mean the same rules, so a
+/// change of members changes only level-1 map elements unless
+/// [`level1_after`] finds otherwise; `None` where that lowering also
+/// writes named sets (a chain interleaves non-packet rules: the compiler
+/// never makes one).
 ///
 /// It hashes the ruleset's own structure (its derived `Hash`), set members
 /// left out, with a 128-bit two-lane hash: microseconds per thousand rules,
 /// where serialising the ruleset would take milliseconds.
 pub fn member_structure(lowering: Lowering, rs: &HostRuleset) -> Option<String> {
-    if lowering != Lowering::Plain {
-        return None;
-    }
     let mut h = Digest::new();
-    "microseg plain lowering/1".hash(&mut h);
+    match lowering {
+        Lowering::Plain => "microseg plain lowering/1".hash(&mut h),
+        Lowering::Optimized => {
+            for dir in [Direction::Input, Direction::Output] {
+                optimize::packet_rules(rs.rules(dir))?;
+            }
+            "microseg optimised lowering/1".hash(&mut h)
+        }
+    }
     rs.table.hash(&mut h);
     rs.target.hash(&mut h);
     rs.roles.hash(&mut h);
@@ -83,19 +95,80 @@ pub fn elements_v6(ranges: &[(u128, u128)]) -> Vec<Value> {
         .collect()
 }
 
+/// The level-1 verdict maps the optimised lowering writes for `rs`
+/// (`None`: it has no member path, see [`member_structure`]). Costs what
+/// the lowering's partition of the address space costs.
+///
+/// ```
+/// use backend_nft::{members, Lowering, NftState};
+/// use microseg_core::{document::Format, ir::{compile, Target}, Policy};
+/// let rs = |web: &str| {
+///     let p = Policy::from_str_as(&format!("version = 1\n[groups]\nweb = [{web}]\nadm = [\"10.9.0.1\"]\n\
+///         [roles.adm]\n[[flows]]\nfrom = \"adm\"\nto = \"web\"\nports = [\"tcp/22\"]\n"),
+///         Format::Toml, None).unwrap();
+///     compile(&p, &Target::Role("adm".into())).unwrap()
+/// };
+/// let (a, b) = (rs("\"10.0.0.1\""), rs("\"10.0.0.1\", \"10.0.0.2-10.0.0.3\""));
+/// let old = members::level1_maps(&a).unwrap().unwrap();
+/// // b's maps from a's, given a's set members.
+/// let old_sets = |name: &str| a.sets.get(name).map(|s| members::OldSet::Was(s.addrs.v4.ranges()
+///     .iter().map(|&(x, y)| (u128::from(x), u128::from(y))).collect()));
+/// let change = members::level1_after(&b, &old_sets, &old).unwrap().unwrap();
+/// assert_eq!(change.maps, members::level1_maps(&b).unwrap().unwrap());
+/// // The state `a` leaves, with those maps written in, is the state `b` leaves.
+/// let mut s = NftState::from_artefact(&Lowering::Optimized.render(&a).unwrap());
+/// for m in &change.maps {
+///     assert!(s.map_elements_to(&m.name, members::map_elements(m, &m.elems)));
+/// }
+/// assert_eq!(s, NftState::from_artefact(&Lowering::Optimized.render(&b).unwrap()));
+/// ```
+pub fn level1_maps(rs: &HostRuleset) -> Result<Option<Vec<Level1Map>>, NftError> {
+    optimize::level1_maps(rs)
+}
+
+/// The level-1 maps of `rs` and their element changes, from the maps
+/// `old` the optimised lowering wrote for a ruleset of the same
+/// [`member_structure`] whose sets had the members `old_sets` gives (by
+/// set name: unchanged, or the old intervals; `None`: no such set then);
+/// only the addresses whose membership changed are partitioned again. `None`: not a change of level-1 elements
+/// alone (a set of the host's own addresses changed, or the chains a
+/// change needs are not those installed).
+pub fn level1_after(
+    rs: &HostRuleset,
+    old_sets: &dyn Fn(&str) -> Option<OldSet>,
+    old: &[Level1Map],
+) -> Result<Option<Level1Change>, NftError> {
+    optimize::level1_after(rs, old_sets, old)
+}
+
+/// The elements (as `nft -j` writes them) of `map` for `elems` of it:
+/// `[address, {"jump": {"target": chain}}]`.
+pub fn map_elements(map: &Level1Map, elems: &[(u128, u128, u64)]) -> Vec<Value> {
+    elems
+        .iter()
+        .map(|&(a, b, digest)| {
+            let key = match map.family {
+                Family::V4 => element(interval(a, b, 32, |x| ipv4_text(x as u32))),
+                Family::V6 => element(interval(a, b, 128, ipv6_text)),
+            };
+            serde_json::json!([key, {"jump": {"target": map.chain(digest)}}])
+        })
+        .collect()
+}
+
 fn element(e: nftables::expr::Expression<'static>) -> Value {
     serde_json::to_value(e).unwrap_or(Value::Null)
 }
 
 /// A 128-bit hash in two independent 64-bit lanes, a word at a time.
-struct Digest {
+pub(crate) struct Digest {
     a: u64,
     b: u64,
     words: u64,
 }
 
 impl Digest {
-    fn new() -> Digest {
+    pub(crate) fn new() -> Digest {
         Digest {
             a: 0x243f_6a88_85a3_08d3,
             b: 0x1319_8a2e_0370_7344,
@@ -113,19 +186,26 @@ impl Digest {
 
     /// Both lanes through murmur3's finaliser, with the word count.
     fn hex(&self) -> String {
-        let fmix = |mut k: u64| {
-            k ^= k >> 33;
-            k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-            k ^= k >> 33;
-            k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-            k ^ (k >> 33)
-        };
         format!(
             "{:016x}{:016x}",
             fmix(self.a ^ self.words),
             fmix(self.b.wrapping_add(self.words))
         )
     }
+
+    /// The first lane, finalised: a 64-bit digest.
+    pub(crate) fn value64(&self) -> u64 {
+        fmix(self.a ^ self.words)
+    }
+}
+
+/// murmur3's 64-bit finaliser.
+fn fmix(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
 }
 
 impl Hasher for Digest {

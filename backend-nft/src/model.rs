@@ -464,6 +464,11 @@ enum Stmt {
         elems: Elems,
         actions: Vec<Action>,
     },
+    /// `vmap @name`: a named verdict map, looked up when the rule runs.
+    VmapNamed {
+        key: Vec<Field>,
+        map: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -483,6 +488,35 @@ struct SetDef {
     key: Vec<SetType>,
     interval: bool,
     elems: Elems,
+    /// A verdict map's data, per element (`None`: a set).
+    data: Option<Vec<Action>>,
+}
+
+impl SetDef {
+    /// Parses one element: a key, or `[key, verdict]` for a verdict map.
+    fn parse(&self, e: &Expression) -> Result<(Elem, Option<Action>), NftError> {
+        let fields = set_fields(&self.key)?;
+        match (&self.data, e) {
+            (None, _) => Ok((element(&fields, e, self.interval)?, None)),
+            (Some(_), Expression::List(kv)) if kv.len() == 2 => Ok((
+                element(&fields, &kv[0], self.interval)?,
+                Some(Action::of_expr(&kv[1])?),
+            )),
+            (Some(_), other) => Err(unsupported(format!(
+                "verdict map element {} (want [key, verdict])",
+                json(other)
+            ))),
+        }
+    }
+
+    fn push(&mut self, e: &Expression) -> Result<(), NftError> {
+        let (el, action) = self.parse(e)?;
+        self.elems.elems.push(el);
+        if let (Some(data), Some(a)) = (&mut self.data, action) {
+            data.push(a);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -578,11 +612,15 @@ impl NftModel {
                 }
                 NfObject::CmdObject(NfCmd::Delete(NfListObject::Element(e))) => {
                     let set = m.set_mut(&e.table, &e.name)?;
-                    let fields = set_fields(&set.key)?;
                     for x in e.elem.iter() {
-                        let el = element(&fields, x, set.interval)?;
+                        let (el, _) = set.parse(x)?;
                         let before = set.elems.elems.len();
-                        set.elems.elems.retain(|y| *y != el);
+                        if let Some(i) = set.elems.elems.iter().position(|y| *y == el) {
+                            set.elems.elems.remove(i);
+                            if let Some(d) = &mut set.data {
+                                d.remove(i);
+                            }
+                        }
                         if set.elems.elems.len() == before {
                             return Err(unsupported(format!(
                                 "delete element {} from set {}: not in the set",
@@ -645,16 +683,47 @@ impl NftModel {
                         key,
                         interval,
                         elems,
+                        data: None,
                     },
                 );
+            }
+            NfListObject::Map(s) => {
+                inet(&s.family)?;
+                if !crate::lower::is_verdict_type(&s.map) {
+                    return Err(unsupported(format!(
+                        "map {} of data other than verdicts",
+                        s.name
+                    )));
+                }
+                let key = match &s.set_type {
+                    SetTypeValue::Single(t) => vec![*t],
+                    SetTypeValue::Concatenated(v) => v.to_vec(),
+                };
+                set_fields(&key)?;
+                let interval = s
+                    .flags
+                    .as_ref()
+                    .is_some_and(|f| f.contains(&SetFlag::Interval));
+                let mut def = SetDef {
+                    key,
+                    interval,
+                    elems: Elems::default(),
+                    data: Some(Vec::new()),
+                };
+                for e in s.elem.iter().flat_map(|e| e.iter()) {
+                    def.push(e)?;
+                }
+                let table = self.table_mut(&s.table)?;
+                if table.sets.contains_key(s.name.as_ref()) {
+                    return Err(unsupported(format!("set or map {} added twice", s.name)));
+                }
+                table.sets.insert(s.name.to_string(), def);
             }
             NfListObject::Element(e) => {
                 inet(&e.family)?;
                 let set = self.set_mut(&e.table, &e.name)?;
-                let fields = set_fields(&set.key)?;
                 for x in e.elem.iter() {
-                    let el = element(&fields, x, set.interval)?;
-                    set.elems.elems.push(el);
+                    set.push(x)?;
                 }
             }
             NfListObject::Chain(c) => {
@@ -700,9 +769,12 @@ impl NftModel {
                     .map(compile_stmt)
                     .collect::<Result<Vec<_>, _>>()?;
                 let has_limit = stmts.contains(&Stmt::Limit);
-                let decides = stmts
-                    .iter()
-                    .any(|s| matches!(s, Stmt::Verdict(_) | Stmt::Vmap { .. }));
+                let decides = stmts.iter().any(|s| {
+                    matches!(
+                        s,
+                        Stmt::Verdict(_) | Stmt::Vmap { .. } | Stmt::VmapNamed { .. }
+                    )
+                });
                 if has_limit && decides {
                     return Err(unsupported(format!(
                         "rule with a limit and a verdict (the outcome would depend on the rate): {}",
@@ -910,6 +982,14 @@ fn compile_stmt(s: &Statement) -> Result<Stmt, NftError> {
         Statement::Goto(t) => Stmt::Verdict(Action::Goto(t.target.to_string())),
         Statement::VerdictMap(v) => {
             let key = key_fields(&v.key)?;
+            if let Expression::String(s) = &v.data {
+                if let Some(map) = s.strip_prefix('@') {
+                    return Ok(Stmt::VmapNamed {
+                        key,
+                        map: map.to_string(),
+                    });
+                }
+            }
             let Expression::Named(NamedExpression::Set(items)) = &v.data else {
                 return Err(unsupported(format!("vmap data {}", json(&v.data))));
             };
@@ -941,6 +1021,20 @@ fn compile_stmt(s: &Statement) -> Result<Stmt, NftError> {
             }
         }
         other => return Err(unsupported(format!("statement {}", json(other)))),
+    })
+}
+
+/// A verdict map lookup: the action of the one element holding `k`.
+fn vmap_lookup(elems: &Elems, actions: &[Action], k: &[u128]) -> Result<Flow, NftError> {
+    let mut hits = elems.matching(k);
+    Ok(match (hits.next(), hits.next()) {
+        (None, _) => Flow::Break,
+        (Some(i), None) => Flow::Done(actions[i].clone()),
+        (Some(i), Some(j)) => {
+            return Err(unsupported(format!(
+                "vmap elements {i} and {j} overlap at key {k:?} (nft refuses overlapping intervals)"
+            )))
+        }
     })
 }
 
@@ -1055,6 +1149,9 @@ impl Decider<'_> {
                                 set.key
                             )));
                         }
+                        if set.data.is_some() {
+                            return Err(unsupported(format!("map @{n} used as a set")));
+                        }
                         set.elems.matching(&k).next().is_some()
                     }
                 };
@@ -1082,16 +1179,28 @@ impl Decider<'_> {
                 let Some(k) = self.key(key) else {
                     return Ok(Flow::Break);
                 };
-                let mut hits = elems.matching(&k);
-                match (hits.next(), hits.next()) {
-                    (None, _) => Flow::Break,
-                    (Some(i), None) => Flow::Done(actions[i].clone()),
-                    (Some(i), Some(j)) => {
-                        return Err(unsupported(format!(
-                            "vmap elements {i} and {j} overlap at key {k:?} (nft refuses overlapping intervals)"
-                        )))
-                    }
+                vmap_lookup(elems, actions, &k)?
+            }
+            Stmt::VmapNamed { key, map } => {
+                let Some(k) = self.key(key) else {
+                    return Ok(Flow::Break);
+                };
+                let set = self
+                    .table
+                    .sets
+                    .get(map)
+                    .ok_or_else(|| unsupported(format!("no map @{map}")))?;
+                let want: Vec<Option<SetType>> = key.iter().map(|f| f.set_type()).collect();
+                if want != set.key.iter().map(|t| Some(*t)).collect::<Vec<_>>() {
+                    return Err(unsupported(format!(
+                        "key {key:?} looked up in map @{map} of type {:?}",
+                        set.key
+                    )));
                 }
+                let Some(actions) = &set.data else {
+                    return Err(unsupported(format!("set @{map} used as a verdict map")));
+                };
+                vmap_lookup(&set.elems, actions, &k)?
             }
         })
     }

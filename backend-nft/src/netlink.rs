@@ -15,8 +15,13 @@
 //! That is also what makes the ruleset generation ([`generation`]) a cheap,
 //! exact test that nothing changed since microseg's last transaction.
 //!
-//! Only typed values reach the socket: table and set names (validated by the
-//! core) and address bytes; no shell, no text parsing by another program.
+//! Elements of a verdict map (the optimised lowering's level 1) carry their
+//! data, a jump to a chain, on the start key; elements of a set or map
+//! without the interval flag are single keys.
+//!
+//! Only typed values reach the socket: table, set and chain names
+//! (validated by the core and [`chain_name_ok`]) and address bytes; no
+//! shell, no text parsing by another program.
 
 use nix::sys::socket::{
     bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
@@ -39,8 +44,14 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+/// `enum nft_verdicts`: `NFT_JUMP` is -3.
+const NFT_JUMP: i32 = -3;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -122,6 +133,14 @@ impl Interval {
         }
     }
 
+    /// Whether the interval is one address.
+    pub(crate) fn is_single(&self) -> bool {
+        match *self {
+            Interval::V4(a, b) => a == b,
+            Interval::V6(a, b) => a == b,
+        }
+    }
+
     /// Whether the interval is of the family of `key` (`ipv4_addr`, `ipv6_addr`).
     pub(crate) fn fits(&self, key: &str) -> bool {
         matches!(
@@ -150,8 +169,22 @@ impl Interval {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SetChange<'a> {
     pub(crate) set: &'a str,
-    pub(crate) add: Vec<Interval>,
+    /// Whether the set has the interval flag (else every element is a
+    /// single address, sent as one key).
+    pub(crate) interval: bool,
+    /// Elements to add, with the chain a verdict map's element jumps to.
+    pub(crate) add: Vec<(Interval, Option<&'a str>)>,
     pub(crate) delete: Vec<Interval>,
+}
+
+/// Whether `name` can be a chain name in a batch: what the lowering writes
+/// (letters, digits, `_`, `-`; at most 255 bytes, the kernel's limit).
+pub(crate) fn chain_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Why a batch did not apply. Nothing changed in any case.
@@ -317,7 +350,11 @@ impl Netlink {
             (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE, 1),
         ] {
             for c in changes {
-                let list = if pick == 0 { &c.delete } else { &c.add };
+                let list: Vec<(Interval, Option<&str>)> = if pick == 0 {
+                    c.delete.iter().map(|&i| (i, None)).collect()
+                } else {
+                    c.add.clone()
+                };
                 let mut rest = &list[..];
                 while !rest.is_empty() {
                     let seq = self.next_seq();
@@ -333,14 +370,14 @@ impl Netlink {
                     m.attr_str(NFTA_SET_ELEM_LIST_SET, c.set);
                     let list_at = m.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
                     let start = m.buf.len();
-                    while let Some((iv, tail)) = rest.split_first() {
+                    while let Some(((iv, jump), tail)) = rest.split_first() {
                         if m.buf.len() - start > MESSAGE_BYTES {
                             break;
                         }
                         let (a, end) = iv.keys();
-                        m.element(&a, 0);
-                        if let Some(e) = end {
-                            m.element(&e, NFT_SET_ELEM_INTERVAL_END);
+                        m.element(&a, 0, *jump);
+                        if let (Some(e), true) = (end, c.interval) {
+                            m.element(&e, NFT_SET_ELEM_INTERVAL_END, None);
                         }
                         rest = tail;
                     }
@@ -460,13 +497,21 @@ impl Msg {
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
-    fn element(&mut self, key: &[u8], flags: u32) {
+    fn element(&mut self, key: &[u8], flags: u32, jump: Option<&str>) {
         let elem = self.nest_begin(NFTA_LIST_ELEM);
         let k = self.nest_begin(NFTA_SET_ELEM_KEY);
         self.attr(NFTA_DATA_VALUE, key);
         self.nest_end(k);
         if flags != 0 {
             self.attr(NFTA_SET_ELEM_FLAGS, &flags.to_be_bytes());
+        }
+        if let Some(chain) = jump {
+            let data = self.nest_begin(NFTA_SET_ELEM_DATA);
+            let verdict = self.nest_begin(NFTA_DATA_VERDICT);
+            self.attr(NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
+            self.attr_str(NFTA_VERDICT_CHAIN, chain);
+            self.nest_end(verdict);
+            self.nest_end(data);
         }
         self.nest_end(elem);
     }
@@ -568,8 +613,8 @@ mod tests {
         m.begin(0x0a0c, NLM_F_REQUEST, 7, NFPROTO_INET, 0);
         m.attr_str(NFTA_SET_ELEM_LIST_TABLE, "ms");
         let at = m.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        m.element(&[10, 0, 0, 1], 0);
-        m.element(&[10, 0, 0, 2], NFT_SET_ELEM_INTERVAL_END);
+        m.element(&[10, 0, 0, 1], 0, None);
+        m.element(&[10, 0, 0, 2], NFT_SET_ELEM_INTERVAL_END, None);
         m.nest_end(at);
         m.end();
         assert_eq!(m.buf.len() % 4, 0);

@@ -7,11 +7,18 @@
 //! discovery) and before the same tail (drop log, counted default):
 //!
 //! ```text
-//! ip saddr vmap { 10.0.3.4 : jump in4_0, 10.0.3.9 : jump in4_1, … }               # level 1
-//! ip saddr vmap { 10.0.1.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }
-//! meta nfproto ipv4 jump in4_any                                                 # background
-//! ip6 saddr vmap { 2001:db8::/64 : jump in6_0, … }
-//! chain in4_0 {                                                                  # level 2
+//! map in4_single { type ipv4_addr : verdict                                        # level 1
+//!     elements = { 10.0.3.4 : jump in4_5d0c…, 10.0.3.9 : jump in4_a41e…, … } }
+//! map in4_range { type ipv4_addr : verdict; flags interval
+//!     elements = { 10.0.1.0/24 : jump in4_5d0c…, 10.0.2.7-10.0.2.9 : jump in4_a41e…, … } }
+//! chain input { …
+//!     ip saddr vmap @in4_single
+//!     ip saddr vmap @in4_range
+//!     meta nfproto ipv4 jump in4_any                                             # background
+//!     ip6 saddr vmap @in6_single
+//!     …
+//! }
+//! chain in4_5d0c… {                                                              # level 2
 //!     meta l4proto . th dport vmap { tcp . 22 : jump f_admin-ssh, tcp . 80-81 : jump f_web,
 //!                                    icmp . 0-65535 : jump b_icmp }
 //! }
@@ -21,12 +28,14 @@
 //! ```
 //!
 //! * **Level 1** looks the *remote* address up (the source on input, the
-//!   destination on output) in single-field maps per family: its elements
-//!   are the intervals of the exact partition of that address space
-//!   by every set the chain's rules match it against, each mapped to the
-//!   chain of its class, single addresses in a map of their own (a hash,
-//!   one probe), wider intervals in an interval map (an rbtree). Classes
-//!   whose decisions are alike share a chain.
+//!   destination on output) in named single-field verdict maps per family:
+//!   their elements are the intervals of the exact partition of that
+//!   address space by every set the chain's rules match it against, each
+//!   mapped to the chain of its class, single addresses in a map of their
+//!   own (`_single`, a hash: one probe), wider intervals in an interval map
+//!   (`_range`, an rbtree). Classes whose decisions are alike share a chain,
+//!   named by a digest of what it decides (`in4_` and 16 hex digits), so
+//!   that names do not depend on where in the address space a class lies.
 //!   Addresses in none of those sets (the background: only rules that do
 //!   not restrict the remote address apply, such as baseline ICMP and
 //!   egress) get no element; one `jump` after the lookup takes them, and
@@ -52,11 +61,19 @@
 //! background jump and lookup), one jump, a counter and the verdict;
 //! independent of the number of flows and addresses.
 //!
-//! Trade-offs: the maps are anonymous (the `nftables` crate's schema cannot
-//! declare a named verdict map), so a policy change replaces the table
-//! instead of patching set elements, and counters restart then; rules are
-//! per class, not per flow, so `nft list` reads less directly than the plain
-//! lowering (the `# flow:` comments and per-flow chains remain).
+//! **Membership changes.** The maps are named and the chains named by
+//! content, so a change of members that needs no new decision (the usual
+//! one: an address joins or leaves a group whose members already decide
+//! alike) is a change of map elements only: rules, counters and
+//! established connections stay. [`level1_after`] works it out from the
+//! old maps and the old members by partitioning again only the addresses
+//! whose membership changed, widened to the old elements they touch (see
+//! [`windows`]); `tests/member_props.rs` checks it against a full
+//! lowering.
+//!
+//! Trade-off: rules are per class, not per flow, so `nft list` reads less
+//! directly than the plain lowering (the `# flow:` comments and per-flow
+//! chains remain).
 //!
 //! A chain whose IR rules interleave non-packet rules with packet rules (the
 //! compiler never makes one) is lowered as in the plain lowering.
@@ -68,7 +85,7 @@ use microseg_core::interval::IntervalSet;
 use microseg_core::ir::{Direction, HostRuleset, Origin, ProtoMatch, Rule, RuleMatch};
 use microseg_core::semantics::Verdict;
 use nftables::expr::{Expression, MetaKey, NamedExpression, Range, SetItem, Verdict as VExpr};
-use nftables::schema::{self, NfListObject, NfObject};
+use nftables::schema::{self, NfListObject, NfObject, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{JumpTarget, Reject, RejectType, Statement, VerdictMap};
 use nftables::types::NfFamily;
 use std::borrow::Cow;
@@ -83,6 +100,7 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
     };
     let mut targets = Targets::default();
     let mut classes: Vec<(String, Vec<schema::Rule<'static>>)> = Vec::new();
+    let mut maps: Vec<schema::Map<'static>> = Vec::new();
     let mut base: Vec<(Chain, Vec<schema::Rule<'static>>)> = Vec::new();
     let mut need_sets = false;
     for (chain, dir) in [
@@ -110,7 +128,7 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
             }
             for fam in Family::BOTH {
                 let d = Decision::build(rs, dir, fam, packet, &mut targets)?;
-                d.emit(&lw, chain, &mut out, &mut classes);
+                d.emit(&lw, chain, &mut out, &mut classes, &mut maps);
             }
         }
         out.extend(lw.chain_tail(chain)?);
@@ -132,6 +150,10 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
         objs.push(add(NfListObject::Chain(regular_chain(&lw, name))));
         objs.extend(rules.into_iter().map(|r| add(NfListObject::Rule(r))));
     }
+    // After the chains their elements jump to.
+    for m in maps {
+        objs.push(add(NfListObject::Map(Box::new(m))));
+    }
     for (chain, _) in &base {
         objs.push(add(NfListObject::Chain(lw.base_chain(*chain))));
     }
@@ -139,6 +161,402 @@ pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError
         objs.extend(rules.into_iter().map(|r| add(NfListObject::Rule(r))));
     }
     Ok(objs)
+}
+
+/// The packet rules of a chain (after its leading rules), `None` when
+/// non-packet rules follow packet rules (lowered as in the plain lowering).
+pub(crate) fn packet_rules(rules: &[Rule]) -> Option<&[Rule]> {
+    let split = rules
+        .iter()
+        .position(|r| matches!(r.matches, RuleMatch::Packet(_)))
+        .unwrap_or(rules.len());
+    let packet = &rules[split..];
+    packet
+        .iter()
+        .all(|r| matches!(r.matches, RuleMatch::Packet(_)))
+        .then_some(packet)
+}
+
+/// One level-1 verdict map of the optimised lowering: its elements are
+/// `(first, last, digest)`, the digest naming the level-2 chain the
+/// element jumps to (`<prefix>_<digest as 16 hex digits>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level1Map {
+    /// The map (`in4_single`, `in4_range`, `out6_single`…).
+    pub name: String,
+    /// The address family of its keys.
+    pub family: Family,
+    /// Whether it has the interval flag (`_range`) or holds single
+    /// addresses (`_single`, a hash).
+    pub interval: bool,
+    /// The elements, sorted, disjoint.
+    pub elems: Vec<(u128, u128, u64)>,
+}
+
+impl Level1Map {
+    /// The chain an element's digest names.
+    pub fn chain(&self, digest: u64) -> String {
+        let prefix = self
+            .name
+            .rsplit_once('_')
+            .map_or(self.name.as_str(), |(p, _)| p);
+        chain_name(prefix, digest)
+    }
+}
+
+/// The two maps of a decision from its level-1 elements.
+fn maps_of(
+    prefix: &str,
+    fam: Family,
+    elems: impl Iterator<Item = (u128, u128, u64)>,
+) -> [Level1Map; 2] {
+    let (single, range): (Vec<_>, Vec<_>) = elems.partition(|(lo, hi, _)| lo == hi);
+    [
+        Level1Map {
+            name: map_name(prefix, MapKind::Single),
+            family: fam,
+            interval: false,
+            elems: single,
+        },
+        Level1Map {
+            name: map_name(prefix, MapKind::Range),
+            family: fam,
+            interval: true,
+            elems: range,
+        },
+    ]
+}
+
+/// The level-1 maps the optimised lowering writes for `rs`; `None` when
+/// it writes named sets too (a chain interleaves non-packet rules) or
+/// names a decision's chains by their order (see [`Decision::build`]).
+pub(crate) fn level1_maps(rs: &HostRuleset) -> Result<Option<Vec<Level1Map>>, NftError> {
+    let mut targets = Targets::default();
+    let mut out = Vec::new();
+    for dir in [Direction::Input, Direction::Output] {
+        let Some(packet) = packet_rules(rs.rules(dir)) else {
+            return Ok(None);
+        };
+        for fam in Family::BOTH {
+            let d = Decision::build(rs, dir, fam, packet, &mut targets)?;
+            if !d.remote {
+                continue;
+            }
+            let Some(h) = &d.hashes else {
+                return Ok(None);
+            };
+            out.extend(maps_of(
+                d.prefix,
+                fam,
+                d.level1.iter().map(|&(lo, hi, t)| (lo, hi, h[t as usize])),
+            ));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The level-1 maps of `rs` and what changed in them, from the maps
+/// `old` of a ruleset of the same rules (equal
+/// [`member_structure`](crate::members::member_structure)) whose sets had
+/// the members `old_sets` gives (by set name, as `u128` intervals).
+///
+/// Only the addresses whose membership changed, widened to the old
+/// elements they touch, are partitioned again: elsewhere every address
+/// meets the same rules as before, so its element stays. `None` when the
+/// change is not one of level-1 elements alone: a set of the host's own
+/// addresses changed (level 2 depends on it), a class now decides what no
+/// chain of the old ruleset decides, or a chain is no longer used.
+pub(crate) fn level1_after(
+    rs: &HostRuleset,
+    old_sets: &dyn Fn(&str) -> Option<OldSet>,
+    old: &[Level1Map],
+) -> Result<Option<Level1Change>, NftError> {
+    let mut targets = Targets::default();
+    let mut change = Level1Change::default();
+    for dir in [Direction::Input, Direction::Output] {
+        let Some(packet) = packet_rules(rs.rules(dir)) else {
+            return Ok(None);
+        };
+        for fam in Family::BOTH {
+            let pre = prepare(rs, fam, packet)?;
+            let cache = set_ranges(rs, fam, &pre);
+            let fr = frules(&pre, &cache, dir, &mut targets);
+            // The addresses whose membership in a remote set changed; a
+            // change of the host's own sets changes level 2 (and the
+            // background chain).
+            let mut affected: Vec<(u128, u128)> = Vec::new();
+            let mut seen: std::collections::HashSet<(&str, bool)> = Default::default();
+            for p in &pre {
+                let (remote, own) = match dir {
+                    Direction::Input => (p.src, p.dst),
+                    Direction::Output => (p.dst, p.src),
+                };
+                for (name, is_remote) in [(remote, true), (own, false)] {
+                    let Some(name) = name else { continue };
+                    if !seen.insert((name, is_remote)) {
+                        continue;
+                    }
+                    let before = match old_sets(name) {
+                        None => return Ok(None),
+                        Some(OldSet::Unchanged) => continue,
+                        Some(OldSet::Was(before)) => before,
+                    };
+                    let now = &cache[name];
+                    if before != *now {
+                        if !is_remote {
+                            return Ok(None);
+                        }
+                        symmetric_difference(&before, now, &mut affected);
+                    }
+                }
+            }
+            if fr.iter().all(|r| r.remote.is_none()) {
+                continue;
+            }
+            let prefix = prefix_of(dir, fam);
+            let find = |kind| old.iter().find(|m| m.name == map_name(prefix, kind));
+            let (Some(os), Some(or)) = (find(MapKind::Single), find(MapKind::Range)) else {
+                return Ok(None);
+            };
+            if affected.is_empty() {
+                change.maps.push(os.clone());
+                change.maps.push(or.clone());
+                continue;
+            }
+            let elems = merge_sorted(&os.elems, &or.elems);
+            let max = max_of(fam);
+            let windows = windows(affected, &elems);
+            let classifier = Classifier::new(&fr, max);
+            let mut target_names: Vec<String> = Vec::new();
+            let mut tables: HashMap<Vec<u32>, Option<u64>> = HashMap::new();
+            let (mut added, mut removed) = (Vec::new(), Vec::new());
+            let mut next: Vec<(u128, u128, u64)> = Vec::with_capacity(elems.len() + 4);
+            let mut at = 0;
+            for &(wlo, whi) in &windows {
+                while at < elems.len() && elems[at].1 < wlo {
+                    next.push(elems[at]);
+                    at += 1;
+                }
+                while at < elems.len() && elems[at].0 <= whi {
+                    removed.push(elems[at]);
+                    at += 1;
+                }
+                let first = added.len();
+                let part = partition(
+                    wlo,
+                    whi,
+                    fr.iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| r.remote.map(|s| (i as u32, s))),
+                );
+                for &(lo, hi, class) in &part.segs {
+                    let active = &part.classes[class as usize];
+                    let hash = match tables.get(active) {
+                        Some(h) => *h,
+                        None => {
+                            if target_names.is_empty() {
+                                target_names =
+                                    targets.keys.iter().map(|(_, c)| c.clone()).collect();
+                            }
+                            let h = classifier
+                                .table(active)
+                                .map(|t| chain_hash(&t, &target_names));
+                            tables.insert(active.clone(), h);
+                            h
+                        }
+                    };
+                    let Some(hash) = hash else { continue };
+                    match added.last_mut() {
+                        Some((_, last_hi, h)) if *h == hash && *last_hi + 1 == lo => *last_hi = hi,
+                        _ => added.push((lo, hi, hash)),
+                    }
+                }
+                // Windows do not touch: no element merges across two.
+                next.extend_from_slice(&added[first..]);
+            }
+            next.extend_from_slice(&elems[at..]);
+            // Elements recomputed as they were are no change.
+            let (mut i, mut j) = (0, 0);
+            let (mut add, mut del) = (Vec::new(), Vec::new());
+            while i < added.len() || j < removed.len() {
+                match (added.get(i), removed.get(j)) {
+                    (Some(a), Some(r)) if a == r => {
+                        i += 1;
+                        j += 1;
+                    }
+                    (Some(a), Some(r)) if a < r => {
+                        add.push(*a);
+                        i += 1;
+                    }
+                    (Some(a), None) => {
+                        add.push(*a);
+                        i += 1;
+                    }
+                    (_, Some(r)) => {
+                        del.push(*r);
+                        j += 1;
+                    }
+                    (None, None) => break,
+                }
+            }
+            // The chains stay those of the old ruleset: each new digest
+            // is an old chain's, each chain that lost elements keeps one.
+            let mut new_hashes: Vec<u64> = add.iter().map(|e| e.2).collect();
+            new_hashes.sort_unstable();
+            new_hashes.dedup();
+            if !new_hashes.iter().all(|h| elems.iter().any(|e| e.2 == *h)) {
+                return Ok(None);
+            }
+            let mut lost: Vec<u64> = del.iter().map(|e| e.2).collect();
+            lost.sort_unstable();
+            lost.dedup();
+            if !lost.iter().all(|h| next.iter().any(|e| e.2 == *h)) {
+                return Ok(None);
+            }
+            let [ns, nr] = maps_of(prefix, fam, next.into_iter());
+            for (map, interval) in [(&ns, false), (&nr, true)] {
+                let pick = |v: &[(u128, u128, u64)]| -> Vec<(u128, u128, u64)> {
+                    v.iter()
+                        .filter(|e| (e.0 != e.1) == interval)
+                        .copied()
+                        .collect()
+                };
+                let (a, d) = (pick(&add), pick(&del));
+                if !a.is_empty() || !d.is_empty() {
+                    change.changes.push(MapChange {
+                        map: map.name.clone(),
+                        family: fam,
+                        interval,
+                        add: a,
+                        delete: d,
+                    });
+                }
+            }
+            change.maps.push(ns);
+            change.maps.push(nr);
+        }
+    }
+    if change.maps.len() != old.len() {
+        return Ok(None);
+    }
+    Ok(Some(change))
+}
+
+/// A set's members before a change, as [`members::level1_after`](crate::members::level1_after) asks for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OldSet {
+    /// The same members as now.
+    Unchanged,
+    /// These members (sorted, disjoint, inclusive intervals).
+    Was(Vec<(u128, u128)>),
+}
+
+/// The level-1 maps after a change of members, and their element changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Level1Change {
+    /// Every map, as the optimised lowering writes it for the new ruleset.
+    pub maps: Vec<Level1Map>,
+    /// The maps whose elements changed.
+    pub changes: Vec<MapChange>,
+}
+
+/// The element changes of one level-1 map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapChange {
+    /// The map.
+    pub map: String,
+    /// Its family.
+    pub family: Family,
+    /// Whether it has the interval flag.
+    pub interval: bool,
+    /// Elements to add.
+    pub add: Vec<(u128, u128, u64)>,
+    /// Elements to delete.
+    pub delete: Vec<(u128, u128, u64)>,
+}
+
+/// The elements of two sorted lists, in order.
+fn merge_sorted(a: &[(u128, u128, u64)], b: &[(u128, u128, u64)]) -> Vec<(u128, u128, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// Appends to `out` intervals covering every address in exactly one of
+/// `a` and `b` (sorted disjoint interval lists): the intervals of each
+/// that the other lacks as such.
+fn symmetric_difference(a: &[(u128, u128)], b: &[(u128, u128)], out: &mut Vec<(u128, u128)>) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+}
+
+/// The windows to partition again: the affected intervals, widened to
+/// the old elements that overlap them (an element is recomputed whole)
+/// and to the one next to each end (it may now merge with what changed),
+/// merged where they overlap or touch.
+///
+/// An old element beyond those is untouched: its addresses meet the same
+/// rules as before, and it was not adjacent to an element of its own chain
+/// (elements are maximal runs), nor is it now: the element next to it
+/// keeps the chain of that old neighbour.
+fn windows(mut affected: Vec<(u128, u128)>, elems: &[(u128, u128, u64)]) -> Vec<(u128, u128)> {
+    affected.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::new();
+    for (mut lo, mut hi) in affected {
+        let mut k = elems.partition_point(|e| e.1 < lo);
+        if k > 0 && elems[k - 1].1 + 1 == lo {
+            lo = elems[k - 1].0;
+        }
+        while let Some(e) = elems.get(k) {
+            if e.0 > hi {
+                break;
+            }
+            lo = lo.min(e.0);
+            hi = hi.max(e.1);
+            k += 1;
+        }
+        if let Some(e) = elems.get(k) {
+            if hi.checked_add(1) == Some(e.0) {
+                hi = e.1;
+            }
+        }
+        match out.last_mut() {
+            Some(last) if last.1.saturating_add(1) >= lo => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 // nft-syntax: chain in4_0 { … }
@@ -168,26 +586,29 @@ struct TargetKey {
 
 /// The target chains, in order of first use.
 #[derive(Debug, Default)]
-struct Targets {
-    ids: HashMap<TargetKey, u32>,
+struct Targets<'r> {
+    /// By (a flow?, name, verdict, log): what a [`TargetKey`] is made of.
+    ids: HashMap<(bool, &'r str, Verdict, bool), u32>,
     keys: Vec<(TargetKey, String)>,
 }
 
-impl Targets {
-    fn id(&mut self, rule: &Rule) -> u32 {
-        let (name, prefix) = match &rule.origin {
-            Origin::Flow { name, .. } => (name.clone(), "f_"),
-            Origin::Baseline { what } => (what.clone(), "b_"),
+impl<'r> Targets<'r> {
+    fn id(&mut self, rule: &'r Rule) -> u32 {
+        let (flow, name) = match &rule.origin {
+            Origin::Flow { name, .. } => (true, name.as_str()),
+            Origin::Baseline { what } => (false, what.as_str()),
         };
+        let fast = (flow, name, rule.verdict, rule.log);
+        if let Some(&id) = self.ids.get(&fast) {
+            return id;
+        }
+        let prefix = if flow { "f_" } else { "b_" };
         let key = TargetKey {
             label: rule.origin.label(),
-            name: name.clone(),
+            name: name.to_string(),
             verdict: rule.verdict,
             log: rule.log,
         };
-        if let Some(&id) = self.ids.get(&key) {
-            return id;
-        }
         let mut chain = format!("{prefix}{name}");
         let mut n = 1;
         while self.keys.iter().any(|(_, c)| *c == chain) {
@@ -195,7 +616,7 @@ impl Targets {
             chain = format!("{prefix}{name}_{n}");
         }
         let id = self.keys.len() as u32;
-        self.ids.insert(key.clone(), id);
+        self.ids.insert(fast, id);
         self.keys.push((key, chain));
         id
     }
@@ -285,11 +706,22 @@ struct Partition {
     classes: Vec<Vec<u32>>,
 }
 
-fn partition<'a>(max: u128, items: impl Iterator<Item = (u32, &'a [(u128, u128)])>) -> Partition {
+/// The partition of `start..=max` by rule sets (intervals outside it are
+/// clipped).
+fn partition<'a>(
+    start: u128,
+    max: u128,
+    items: impl Iterator<Item = (u32, &'a [(u128, u128)])>,
+) -> Partition {
     let mut ev: Vec<(u128, u32, bool)> = Vec::new();
     for (rule, ranges) in items {
-        for &(lo, hi) in ranges {
-            ev.push((lo, rule, true));
+        // Only the intervals that reach into the window.
+        let from = ranges.partition_point(|&(_, hi)| hi < start);
+        for &(lo, hi) in &ranges[from..] {
+            if lo > max {
+                break;
+            }
+            ev.push((lo.max(start), rule, true));
             if hi < max {
                 ev.push((hi + 1, rule, false));
             }
@@ -304,7 +736,7 @@ fn partition<'a>(max: u128, items: impl Iterator<Item = (u32, &'a [(u128, u128)]
             Some(last) if last.2 == class && last.1 + 1 == lo => last.1 = hi,
             _ => segs.push((lo, hi, class)),
         };
-    let mut start = 0u128;
+    let mut start = start;
     let mut k = 0;
     loop {
         let Some(&(p, _, _)) = ev.get(k) else {
@@ -385,8 +817,10 @@ impl PortTable {
     }
 }
 
-/// The level-2 decision of one class of remote addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The level-2 decision of one class of remote addresses (ordered by
+/// content: the chains are named in that order, so that their names do not
+/// depend on which addresses come first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Level2 {
     /// The host's own address does not matter.
     Ports(PortTable),
@@ -398,6 +832,13 @@ enum Level2 {
 struct Decision {
     dir: Direction,
     fam: Family,
+    /// `in4`, `in6`, `out4`, `out6`: the prefix of its chains' and maps' names.
+    prefix: &'static str,
+    /// Whether a rule restricts the remote address: level 1 is needed.
+    remote: bool,
+    /// Per level-2 chain, the digest its name carries (`None`: two were
+    /// alike, the chains are named by their order).
+    hashes: Option<Vec<u64>>,
     /// Level 1: remote intervals → level-2 chain index.
     level1: Vec<(u128, u128, u32)>,
     /// Level 2 chains: (name, decision, target chain names).
@@ -427,90 +868,113 @@ fn max_of(fam: Family) -> u128 {
     }
 }
 
-impl Decision {
-    fn build(
-        rs: &HostRuleset,
-        dir: Direction,
-        fam: Family,
-        rules: &[Rule],
-        targets: &mut Targets,
-    ) -> Result<Decision, NftError> {
-        // The sets as u128 intervals, converted once per set.
-        let mut cache: HashMap<&str, Vec<(u128, u128)>> = HashMap::new();
-        struct Pre {
-            src: Option<String>,
-            dst: Option<String>,
-            idx: usize,
+/// A packet rule of one chain that applies to one family, by set name.
+struct Pre<'r> {
+    src: Option<&'r str>,
+    dst: Option<&'r str>,
+    rule: &'r Rule,
+    proto: &'r ProtoMatch,
+}
+
+/// The packet rules of `rules` that apply to `fam`, checked.
+fn prepare<'r>(
+    rs: &'r HostRuleset,
+    fam: Family,
+    rules: &'r [Rule],
+) -> Result<Vec<Pre<'r>>, NftError> {
+    let mut pre = Vec::new();
+    for r in rules {
+        let RuleMatch::Packet(m) = &r.matches else {
+            unreachable!("only packet rules reach the decision")
+        };
+        let label = || r.origin.label();
+        if let ProtoMatch::Tcp(s) | ProtoMatch::Udp(s) = &m.proto {
+            if s.is_empty() {
+                return Err(NftError::EmptyPorts { rule: label() });
+            }
         }
-        let mut pre = Vec::new();
-        for (idx, r) in rules.iter().enumerate() {
-            let RuleMatch::Packet(m) = &r.matches else {
-                unreachable!("only packet rules reach the decision")
-            };
-            let label = r.origin.label();
-            if let ProtoMatch::Tcp(s) | ProtoMatch::Udp(s) = &m.proto {
-                if s.is_empty() {
-                    return Err(NftError::EmptyPorts { rule: label });
-                }
-            }
-            let rule_fam = m.family.or(m.proto.family());
-            let mut applies = rule_fam.is_none_or(|f| f == fam);
-            for name in [&m.src, &m.dst].into_iter().flatten() {
-                let set = rs.sets.get(name).ok_or_else(|| NftError::UnknownSet {
+        let rule_fam = m.family.or(m.proto.family());
+        let mut applies = rule_fam.is_none_or(|f| f == fam);
+        for name in [&m.src, &m.dst].into_iter().flatten() {
+            let set = rs.sets.get(name).ok_or_else(|| NftError::UnknownSet {
+                set: name.clone(),
+                rule: label(),
+            })?;
+            if rule_fam.is_some_and(|f| f != set.family) {
+                return Err(NftError::SetFamily {
                     set: name.clone(),
-                    rule: label.clone(),
-                })?;
-                if rule_fam.is_some_and(|f| f != set.family) {
-                    return Err(NftError::SetFamily {
-                        set: name.clone(),
-                        rule: label.clone(),
-                    });
-                }
-                // `ip saddr @x_v4` never matches an IPv6 packet.
-                applies &= set.family == fam;
-                if applies {
-                    cache
-                        .entry(name.as_str())
-                        .or_insert_with(|| ranges_of(fam, &set.addrs));
-                }
-            }
-            if applies {
-                pre.push(Pre {
-                    src: m.src.clone(),
-                    dst: m.dst.clone(),
-                    idx,
+                    rule: label(),
                 });
             }
+            // `ip saddr @x_v4` never matches an IPv6 packet.
+            applies &= set.family == fam;
         }
-        let frules: Vec<FRule> = pre
-            .iter()
-            .map(|p| {
-                let r = &rules[p.idx];
-                let RuleMatch::Packet(m) = &r.matches else {
-                    unreachable!()
-                };
-                let src = p.src.as_deref().map(|n| cache[n].as_slice());
-                let dst = p.dst.as_deref().map(|n| cache[n].as_slice());
-                let (remote, own) = match dir {
-                    Direction::Input => (src, dst),
-                    Direction::Output => (dst, src),
-                };
-                FRule {
-                    remote,
-                    own,
-                    proto: &m.proto,
-                    target: targets.id(r),
-                }
-            })
-            .collect();
-        let max = max_of(fam);
-        let part = partition(
-            max,
-            frules
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.remote.map(|s| (i as u32, s))),
-        );
+        if applies {
+            pre.push(Pre {
+                src: m.src.as_deref(),
+                dst: m.dst.as_deref(),
+                rule: r,
+                proto: &m.proto,
+            });
+        }
+    }
+    Ok(pre)
+}
+
+/// The sets the rules name, as `u128` intervals, converted once per set.
+fn set_ranges<'r>(
+    rs: &'r HostRuleset,
+    fam: Family,
+    pre: &[Pre<'r>],
+) -> HashMap<&'r str, Vec<(u128, u128)>> {
+    let mut cache = HashMap::new();
+    for p in pre {
+        for name in [p.src, p.dst].into_iter().flatten() {
+            cache
+                .entry(name)
+                .or_insert_with(|| ranges_of(fam, &rs.sets[name].addrs));
+        }
+    }
+    cache
+}
+
+/// The rules with their remote and own address sets.
+fn frules<'a, 'r: 'a>(
+    pre: &'a [Pre<'r>],
+    cache: &'a HashMap<&str, Vec<(u128, u128)>>,
+    dir: Direction,
+    targets: &mut Targets<'r>,
+) -> Vec<FRule<'a>> {
+    pre.iter()
+        .map(|p| {
+            let src = p.src.map(|n| cache[n].as_slice());
+            let dst = p.dst.map(|n| cache[n].as_slice());
+            let (remote, own) = match dir {
+                Direction::Input => (src, dst),
+                Direction::Output => (dst, src),
+            };
+            FRule {
+                remote,
+                own,
+                proto: p.proto,
+                target: targets.id(p.rule),
+            }
+        })
+        .collect()
+}
+
+/// What decides the level-2 table of a class of remote addresses.
+struct Classifier<'a> {
+    frules: &'a [FRule<'a>],
+    /// The rules that do not restrict the remote address.
+    always: Vec<u32>,
+    /// The decision of remote addresses in no class, if it decides anything.
+    background: Option<Level2>,
+    max: u128,
+}
+
+impl<'a> Classifier<'a> {
+    fn new(frules: &'a [FRule<'a>], max: u128) -> Classifier<'a> {
         let always: Vec<u32> = (0..frules.len() as u32)
             .filter(|&i| frules[i as usize].remote.is_none())
             .collect();
@@ -521,33 +985,134 @@ impl Decision {
         // like the background need no level-1 element, the background is
         // one jump after the level-1 lookup, and falling through to it after
         // a class's miss changes nothing.
-        let background = level2(&frules, &always, max);
+        let background = level2(frules, &always, max);
         let background = match &background {
             Level2::Ports(t) if t.is_empty() => None,
             Level2::Own(groups) if groups.is_empty() => None,
             _ => Some(background),
         };
-        let mut tables: Interner<Level2> = Interner::new();
-        let mut class_table: Vec<Option<u32>> = Vec::with_capacity(part.classes.len());
-        for active in &part.classes {
-            if active.is_empty() {
-                class_table.push(None);
-                continue;
+        Classifier {
+            frules,
+            always,
+            background,
+            max,
+        }
+    }
+
+    /// The level-2 table of the class whose remote sets hold the rules
+    /// `active`; `None`: it needs no level-1 element (no rule, nothing
+    /// decided, or decided like the background).
+    fn table(&self, active: &[u32]) -> Option<Level2> {
+        if active.is_empty() {
+            return None;
+        }
+        let mut applicable: Vec<u32> = active.iter().chain(&self.always).copied().collect();
+        applicable.sort_unstable();
+        let l2 = level2(self.frules, &applicable, self.max);
+        match &l2 {
+            _ if self.background.as_ref() == Some(&l2) => None,
+            Level2::Ports(t) if t.is_empty() => None,
+            Level2::Own(groups) if groups.is_empty() => None,
+            _ => Some(l2),
+        }
+    }
+}
+
+fn prefix_of(dir: Direction, fam: Family) -> &'static str {
+    match (dir, fam) {
+        (Direction::Input, Family::V4) => "in4",
+        (Direction::Input, Family::V6) => "in6",
+        (Direction::Output, Family::V4) => "out4",
+        (Direction::Output, Family::V6) => "out6",
+    }
+}
+
+/// The name of a level-2 chain: `in4_` and the digest of its decision.
+fn chain_name(prefix: &str, hash: u64) -> String {
+    format!("{prefix}_{hash:016x}")
+}
+
+/// A digest of a level-2 decision, targets by chain name: stable across
+/// runs and versions (an explicit encoding, not a derived `Hash`).
+fn chain_hash(l2: &Level2, targets: &[String]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::members::Digest::new();
+    let table = |h: &mut crate::members::Digest, t: &PortTable| {
+        for (tag, v) in [(1u8, &t.tcp), (2, &t.udp)] {
+            h.write_u8(tag);
+            h.write_u64(v.len() as u64);
+            for &(lo, hi, id) in v {
+                h.write_u16(lo);
+                h.write_u16(hi);
+                h.write(targets[id as usize].as_bytes());
             }
-            let mut applicable: Vec<u32> = active.iter().chain(&always).copied().collect();
-            applicable.sort_unstable();
-            let l2 = level2(&frules, &applicable, max);
-            let same_as_background = background.as_ref() == Some(&l2);
-            class_table.push(match &l2 {
-                _ if same_as_background => None,
-                Level2::Ports(t) if t.is_empty() => None,
-                Level2::Own(groups) if groups.is_empty() => None,
-                _ => Some(tables.id(&l2)),
-            });
+        }
+        match t.icmp {
+            Some(id) => {
+                h.write_u8(3);
+                h.write(targets[id as usize].as_bytes());
+            }
+            None => h.write_u8(4),
+        }
+    };
+    match l2 {
+        Level2::Ports(t) => {
+            h.write_u8(10);
+            table(&mut h, t);
+        }
+        Level2::Own(groups) => {
+            h.write_u8(11);
+            h.write_u64(groups.len() as u64);
+            for (own, t) in groups {
+                h.write_u64(own.len() as u64);
+                for &(a, b) in own {
+                    h.write_u128(a);
+                    h.write_u128(b);
+                }
+                table(&mut h, t);
+            }
+        }
+    }
+    h.value64()
+}
+
+impl Decision {
+    fn build<'r>(
+        rs: &'r HostRuleset,
+        dir: Direction,
+        fam: Family,
+        rules: &'r [Rule],
+        targets: &mut Targets<'r>,
+    ) -> Result<Decision, NftError> {
+        let pre = prepare(rs, fam, rules)?;
+        let cache = set_ranges(rs, fam, &pre);
+        let frules = frules(&pre, &cache, dir, targets);
+        let max = max_of(fam);
+        let part = partition(
+            0,
+            max,
+            frules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.remote.map(|s| (i as u32, s))),
+        );
+        let classifier = Classifier::new(&frules, max);
+        let mut tables: Interner<Level2> = Interner::new();
+        let class_table: Vec<Option<u32>> = part
+            .classes
+            .iter()
+            .map(|active| classifier.table(active).map(|l2| tables.id(&l2)))
+            .collect();
+        // The chains in the order of their decisions' content.
+        let mut order: Vec<u32> = (0..tables.items.len() as u32).collect();
+        order.sort_by(|&a, &b| tables.items[a as usize].cmp(&tables.items[b as usize]));
+        let mut rank = vec![0u32; order.len()];
+        for (r, &t) in order.iter().enumerate() {
+            rank[t as usize] = r as u32;
         }
         let mut level1: Vec<(u128, u128, u32)> = Vec::new();
         for &(lo, hi, class) in &part.segs {
-            let Some(t) = class_table[class as usize] else {
+            let Some(t) = class_table[class as usize].map(|t| rank[t as usize]) else {
                 continue;
             };
             match level1.last_mut() {
@@ -555,25 +1120,48 @@ impl Decision {
                 _ => level1.push((lo, hi, t)),
             }
         }
-        let prefix = match (dir, fam) {
-            (Direction::Input, Family::V4) => "in4",
-            (Direction::Input, Family::V6) => "in6",
-            (Direction::Output, Family::V4) => "out4",
-            (Direction::Output, Family::V6) => "out6",
+        let prefix = prefix_of(dir, fam);
+        let target_names: Vec<String> = targets.keys.iter().map(|(_, c)| c.clone()).collect();
+        let mut items: Vec<Option<Level2>> = tables.items.into_iter().map(Some).collect();
+        let level2: Vec<Level2> = order
+            .iter()
+            .map(|&t| items[t as usize].take().expect("each table once"))
+            .collect();
+        // Chains are named by a digest of what they decide, so that a
+        // change of members that keeps the decisions keeps the names; in
+        // the (astronomically unlikely) case of two digests alike, by
+        // their order instead, and such a ruleset has no member path.
+        let hashes: Vec<u64> = level2
+            .iter()
+            .map(|t| chain_hash(t, &target_names))
+            .collect();
+        let distinct = {
+            let mut h = hashes.clone();
+            h.sort_unstable();
+            h.windows(2).all(|w| w[0] != w[1])
         };
-        let level2 = tables
-            .items
+        let level2 = level2
             .into_iter()
             .enumerate()
-            .map(|(i, t)| (format!("{prefix}_{i}"), t))
+            .map(|(i, t)| {
+                let name = if distinct {
+                    chain_name(prefix, hashes[i])
+                } else {
+                    format!("{prefix}_{i}")
+                };
+                (name, t)
+            })
             .collect();
         Ok(Decision {
             dir,
             fam,
+            prefix,
+            remote: frules.iter().any(|r| r.remote.is_some()),
             level1,
             level2,
-            background: background.map(|t| (format!("{prefix}_any"), t)),
-            target_names: targets.keys.iter().map(|(_, c)| c.clone()).collect(),
+            hashes: distinct.then_some(hashes),
+            background: classifier.background.map(|t| (format!("{prefix}_any"), t)),
+            target_names,
         })
     }
 
@@ -643,31 +1231,57 @@ impl Decision {
         chain: Chain,
         base: &mut Vec<schema::Rule<'static>>,
         classes: &mut Vec<(String, Vec<schema::Rule<'static>>)>,
+        maps: &mut Vec<schema::Map<'static>>,
     ) {
-        // nft-syntax: ip saddr vmap { 10.0.0.7 : jump in4_0, … }
-        // nft-syntax: ip saddr vmap { 10.0.0.0/24 : jump in4_0, 10.0.2.7-10.0.2.9 : jump in4_1, … }
+        // nft-syntax: ip saddr vmap @in4_single
+        // nft-syntax: ip saddr vmap @in4_range
         // Single addresses in a map of their own, which nft makes a hash
         // (one probe), the intervals in an interval map (an rbtree, whose
         // lookups cost a walk over its depth): the partition is exact, so
         // an address is in at most one of the two, and one that misses the
         // first after a miss in its class's chain misses the second too.
-        let item = |&(lo, hi, t): &(u128, u128, u32)| {
-            SetItem::Mapping(
-                self.addr(lo, hi),
-                Expression::Verdict(VExpr::Jump(JumpTarget {
-                    target: Cow::Owned(self.level2[t as usize].0.clone()),
-                })),
-            )
-        };
-        let (single, wide): (Vec<_>, Vec<_>) = self.level1.iter().partition(|(lo, hi, _)| lo == hi);
-        for part in [single, wide] {
-            if !part.is_empty() {
+        // Both maps are named, and there whenever a rule restricts the
+        // remote address (even when empty), so that a change of members
+        // changes only their elements.
+        if self.remote {
+            let item = |&(lo, hi, t): &(u128, u128, u32)| {
+                Expression::List(vec![
+                    self.addr(lo, hi),
+                    Expression::Verdict(VExpr::Jump(JumpTarget {
+                        target: Cow::Owned(self.level2[t as usize].0.clone()),
+                    })),
+                ])
+            };
+            let (single, wide): (Vec<_>, Vec<_>) =
+                self.level1.iter().partition(|(lo, hi, _)| lo == hi);
+            for (kind, part) in [(MapKind::Single, single), (MapKind::Range, wide)] {
+                let name = map_name(self.prefix, kind);
+                let elems: Vec<Expression<'static>> = part.into_iter().map(item).collect();
+                maps.push(schema::Map {
+                    family: NfFamily::INet,
+                    table: lw.table(),
+                    name: Cow::Owned(name.clone()),
+                    handle: None,
+                    set_type: SetTypeValue::Single(match self.fam {
+                        Family::V4 => SetType::Ipv4Addr,
+                        Family::V6 => SetType::Ipv6Addr,
+                    }),
+                    map: lower::verdict_type(),
+                    policy: None,
+                    flags: (kind == MapKind::Range)
+                        .then(|| std::collections::HashSet::from([SetFlag::Interval])),
+                    elem: (!elems.is_empty()).then(|| Cow::Owned(elems)),
+                    timeout: None,
+                    gc_interval: None,
+                    size: None,
+                    comment: None,
+                });
                 base.push(lw.rule_in(
                     Cow::Borrowed(chain.name()),
-                    vec![vmap(
-                        self.addr_payload(true),
-                        part.into_iter().map(item).collect(),
-                    )],
+                    vec![Statement::VerdictMap(VerdictMap {
+                        key: self.addr_payload(true),
+                        data: string(format!("@{name}")),
+                    })],
                     None,
                 ));
             }
@@ -724,6 +1338,24 @@ impl Decision {
     }
 }
 
+/// The two level-1 maps of a chain and family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MapKind {
+    /// Single addresses: a hash.
+    Single,
+    /// Wider intervals: an interval map.
+    Range,
+}
+
+/// The name of a level-1 map: `in4_single`, `out6_range`… (set names of the
+/// plain lowering end in `_v4` or `_v6`: never one of these).
+pub(crate) fn map_name(prefix: &str, kind: MapKind) -> String {
+    match kind {
+        MapKind::Single => format!("{prefix}_single"),
+        MapKind::Range => format!("{prefix}_range"),
+    }
+}
+
 fn concat(v: Vec<Expression<'static>>) -> Expression<'static> {
     Expression::Named(NamedExpression::Concat(v))
 }
@@ -746,7 +1378,7 @@ fn level2(rules: &[FRule], applicable: &[u32], max: u128) -> Level2 {
             applicable.iter().map(|&i| &rules[i as usize]),
         ));
     }
-    let part = partition(max, own.into_iter());
+    let part = partition(0, max, own.into_iter());
     let tables: Vec<PortTable> = part
         .classes
         .iter()
@@ -788,7 +1420,7 @@ mod tests {
     fn partition_is_exact_and_merged() {
         let a = [(10u128, 19u128), (30, 30)];
         let b = [(15u128, 40u128)];
-        let p = partition(100, [(0u32, &a[..]), (1, &b[..])].into_iter());
+        let p = partition(0, 100, [(0u32, &a[..]), (1, &b[..])].into_iter());
         let class = |x: u128| {
             let &(_, _, c) = p.segs.iter().find(|s| s.0 <= x && x <= s.1).unwrap();
             p.classes[c as usize].clone()
@@ -807,7 +1439,7 @@ mod tests {
         }
         // Up to the end of the space.
         let c = [(90u128, 100u128)];
-        let p = partition(100, [(0u32, &c[..])].into_iter());
+        let p = partition(0, 100, [(0u32, &c[..])].into_iter());
         assert_eq!(p.segs, [(0, 89, 0), (90, 100, 1)]);
     }
 

@@ -201,7 +201,7 @@ impl NftState {
             .into_iter()
             .skip(start)
             .filter_map(|c| match c {
-                Value::Object(mut m) => m.remove("add"),
+                Value::Object(mut m) => m.remove("add").map(verdict_map_type),
                 _ => None,
             })
             .collect();
@@ -229,6 +229,13 @@ impl NftState {
         let objects = objects[start..]
             .iter()
             .filter_map(|o| match o {
+                NfObject::CmdObject(NfCmd::Add(NfListObject::Map(map))) => {
+                    let mut header = map.clone();
+                    header.elem = None;
+                    serde_json::to_value(NfListObject::Map(header))
+                        .ok()
+                        .map(verdict_map_type)
+                }
                 NfObject::CmdObject(NfCmd::Add(NfListObject::Set(set))) => {
                     let header = Set {
                         family: set.family,
@@ -337,7 +344,15 @@ impl NftState {
             json!({"add": {"table": {"family": "inet", "name": self.table}}}),
             json!({"delete": {"table": {"family": "inet", "name": self.table}}}),
         ];
-        for o in &self.objects {
+        // nft lists maps before chains, but a verdict map's elements jump
+        // to chains: the maps go after every chain, before the rules.
+        let kind = |o: &Value| match single_entry(o) {
+            Some(("map", _)) => 1,
+            Some(("rule", _)) => 2,
+            _ => 0,
+        };
+        let ordered = (0..3).flat_map(|k| self.objects.iter().filter(move |o| kind(o) == k));
+        for o in ordered {
             let Some((kind, body)) = single_entry(o) else {
                 continue;
             };
@@ -382,10 +397,10 @@ impl NftState {
         h.write(self.table.as_bytes());
         for o in &self.objects {
             let text = match single_entry(o) {
-                Some(("set", Value::Object(m))) if m.contains_key("elem") => {
+                Some((kind @ ("set" | "map"), Value::Object(m))) if m.contains_key("elem") => {
                     let mut m = m.clone();
                     m.remove("elem");
-                    json!({ "set": m }).to_string()
+                    json!({ kind: m }).to_string()
                 }
                 _ => o.to_string(),
             };
@@ -410,7 +425,7 @@ impl NftState {
             && self.objects.len() == other.objects.len()
             && self.objects.iter().zip(&other.objects).all(|(a, b)| {
                 match (single_entry(a), single_entry(b)) {
-                    (Some(("set", x)), Some(("set", y))) => match (x, y) {
+                    (Some((k @ ("set" | "map"), x)), Some((l, y))) if k == l => match (x, y) {
                         (Value::Object(x), Value::Object(y)) => {
                             x.len() == y.len()
                                 && x.iter().all(|(k, v)| k == "elem" || y.get(k) == Some(v))
@@ -445,13 +460,35 @@ impl NftState {
         false
     }
 
-    /// The named sets: name → (definition, elements as listed).
+    /// Writes `elems` as the elements of verdict map `map` (none: empty,
+    /// as the optimised lowering writes it); `false` when there is no such
+    /// map. With [`members::map_elements`](crate::members::map_elements),
+    /// the state a change of level-1 elements leaves, without rendering.
+    pub fn map_elements_to(&mut self, map: &str, elems: Vec<Value>) -> bool {
+        for o in &mut self.objects {
+            let Some(Value::Object(body)) = o.get_mut("map") else {
+                continue;
+            };
+            if body.get("name").and_then(Value::as_str) != Some(map) {
+                continue;
+            }
+            if elems.is_empty() {
+                body.remove("elem");
+            } else {
+                body.insert("elem".into(), Value::Array(elems));
+            }
+            return true;
+        }
+        false
+    }
+
+    /// The named sets and maps: name → (definition, elements as listed).
     pub(crate) fn set_elements(&self) -> BTreeMap<&str, (&Value, &[Value])> {
         self.objects
             .iter()
             .filter_map(|o| {
                 let (kind, body) = single_entry(o)?;
-                if kind != "set" {
+                if kind != "set" && kind != "map" {
                     return None;
                 }
                 let name = body.get("name")?.as_str()?;
@@ -463,6 +500,20 @@ impl NftState {
             })
             .collect()
     }
+}
+
+/// A map object as the crate's serde writes it, with the data type
+/// `verdict` (an empty concatenation in the artefact, see
+/// `lower::verdict_type`) as nft writes it.
+fn verdict_map_type(mut o: Value) -> Value {
+    if let Some(Value::Object(m)) = o.get_mut("map") {
+        if m.get("map")
+            .is_some_and(|t| t.as_array().is_some_and(Vec::is_empty))
+        {
+            m.insert("map".into(), Value::String("verdict".into()));
+        }
+    }
+    o
 }
 
 /// `{"kind": body}` → (kind, body).
@@ -663,7 +714,7 @@ impl<'a> Normal<'a> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            if kind == "set" {
+            if kind == "set" || kind == "map" {
                 // The elements apart: only the header needs the canonical form.
                 let header = match body {
                     Value::Object(m) => canonical(&Value::Object(
@@ -757,6 +808,13 @@ pub(crate) fn element_text(e: &Value) -> String {
     match e {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
+        // A verdict map's element: `10.0.0.1 : jump in4_…`.
+        Value::Array(kv) if kv.len() == 2 && kv[1].get("jump").is_some() => {
+            match kv[1]["jump"].get("target").and_then(Value::as_str) {
+                Some(chain) => format!("{} : jump {chain}", element_text(&kv[0])),
+                None => e.to_string(),
+            }
+        }
         _ => {
             if let Some(p) = e.get("prefix") {
                 if let (Some(a), Some(l)) = (p.get("addr").and_then(Value::as_str), p.get("len")) {
@@ -1061,6 +1119,12 @@ mod tests {
         assert_eq!(
             element_text(&json!({"range": ["10.0.0.1", "10.0.0.9"]})),
             "10.0.0.1-10.0.0.9"
+        );
+        assert_eq!(
+            element_text(
+                &json!([{"prefix": {"addr": "10.0.0.0", "len": 8}}, {"jump": {"target": "in4_ab"}}])
+            ),
+            "10.0.0.0/8 : jump in4_ab"
         );
     }
 

@@ -220,6 +220,36 @@ pub(crate) fn print(doc: &Nftables, header: &str) -> String {
                 t.push_str("\t}\n");
                 sets.push(t);
             }
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Map(m)))
+                if crate::lower::is_verdict_type(&m.map) =>
+            {
+                // nft-syntax: map in4_range { type ipv4_addr : verdict; flags interval; elements = { … } }
+                let mut t = format!(
+                    "\tmap {} {{\n\t\ttype {} : verdict\n",
+                    m.name,
+                    name_of!(&m.set_type)
+                );
+                if let Some(flags) = &m.flags {
+                    let mut f: Vec<String> = flags.iter().map(|f| name_of!(f)).collect();
+                    f.sort();
+                    let _ = writeln!(t, "\t\tflags {}", f.join(","));
+                }
+                if let Some(elem) = &m.elem {
+                    let items: Vec<String> = elem
+                        .iter()
+                        .map(|e| match e {
+                            Expression::List(kv) if kv.len() == 2 => {
+                                format!("{} : {}", expr(&kv[0], false), expr(&kv[1], false))
+                            }
+                            other => unsupported!(other),
+                        })
+                        .collect();
+                    let lines: Vec<String> = items.chunks(4).map(|c| c.join(", ")).collect();
+                    let _ = writeln!(t, "\t\telements = {{ {} }}", lines.join(",\n\t\t\t     "));
+                }
+                t.push_str("\t}\n");
+                sets.push(t);
+            }
             NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(c))) => {
                 let mut head = String::new();
                 if let (Some(ty), Some(hook)) = (&c._type, &c.hook) {

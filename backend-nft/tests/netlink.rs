@@ -3,13 +3,16 @@
 //! changes (addresses, ranges, prefixes, both ends of both address spaces)
 //! leave exactly the table nft itself loads from the new document; a batch
 //! planned at a stale generation, or one the kernel refuses, changes
-//! nothing; the generation grows by one per transaction.
+//! nothing; the generation grows by one per transaction. The same for the
+//! optimised lowering, whose level-1 verdict maps (a hash of single
+//! addresses, an interval map of the rest) take element deltas with their
+//! jumps.
 //!
 //! Needs root, `ip` and `nft`. Run: `cargo test -p backend-nft --test netlink`.
 
-use backend_nft::{Nft, NftArtefact, NftBackend, NftError, NftPlan, NftPlanKind, NftRenderer};
+use backend_nft::{Lowering, Nft, NftArtefact, NftBackend, NftError, NftPlan, NftPlanKind};
 use backend_nft::{NftState, SetDelta};
-use microseg_core::backend::{Backend, Renderer};
+use microseg_core::backend::Backend;
 use microseg_core::document::Format;
 use microseg_core::ir::{compile, Target};
 use microseg_core::Policy;
@@ -21,6 +24,10 @@ fn netns() -> Netns {
 }
 
 fn artefact(web: &[String]) -> NftArtefact {
+    artefact_as(Lowering::Plain, web)
+}
+
+fn artefact_as(lowering: Lowering, web: &[String]) -> NftArtefact {
     let members: Vec<String> = web.iter().map(|m| format!("\"{m}\"")).collect();
     let p = Policy::from_str_as(
         &format!(
@@ -32,7 +39,7 @@ fn artefact(web: &[String]) -> NftArtefact {
         None,
     )
     .unwrap();
-    NftRenderer
+    lowering
         .render(&compile(&p, &Target::Role("adm".into())).unwrap())
         .unwrap()
 }
@@ -93,6 +100,15 @@ fn members(r: &mut Lcg) -> Vec<String> {
 
 #[test]
 fn random_member_changes_leave_exactly_what_nft_loads() {
+    random_member_changes(Lowering::Plain);
+}
+
+#[test]
+fn random_member_changes_of_verdict_maps_leave_exactly_what_nft_loads() {
+    random_member_changes(Lowering::Optimized);
+}
+
+fn random_member_changes(lowering: Lowering) {
     let (ours, theirs) = (netns(), netns());
     let b = NftBackend::new(Nft::in_netns(ours.name()), "nl");
     let reference = NftBackend::new(Nft::in_netns(theirs.name()), "nl");
@@ -100,7 +116,7 @@ fn random_member_changes_leave_exactly_what_nft_loads() {
     let mut netlink_deltas = 0;
     for round in 0..40 {
         let web = members(&mut r);
-        let a = artefact(&web);
+        let a = artefact_as(lowering, &web);
         let before = b.read().unwrap();
         let plan = b.plan(&a, before.as_ref()).unwrap();
         let at = b.generation().expect("generation");
@@ -134,12 +150,22 @@ fn random_member_changes_leave_exactly_what_nft_loads() {
     }
     assert!(
         netlink_deltas >= 20,
-        "only {netlink_deltas} rounds were element deltas"
+        "{lowering:?}: only {netlink_deltas} rounds were element deltas"
     );
 }
 
 #[test]
 fn large_deltas_span_several_messages_or_go_through_nft() {
+    large_deltas(Lowering::Plain);
+}
+
+#[test]
+fn large_deltas_of_verdict_maps_span_several_messages_or_go_through_nft() {
+    large_deltas(Lowering::Optimized);
+}
+
+fn large_deltas(lowering: Lowering) {
+    let artefact = |web: &[String]| artefact_as(lowering, web);
     let (ours, theirs) = (netns(), netns());
     let b = NftBackend::new(Nft::in_netns(ours.name()), "nl");
     let reference = NftBackend::new(Nft::in_netns(theirs.name()), "nl");
@@ -225,12 +251,14 @@ fn a_refused_batch_changes_nothing() {
                 add: vec![json!("10.0.0.9")],
                 delete: vec![],
                 key: Some("ipv4_addr".into()),
+                interval: true,
             },
             SetDelta {
                 set: "web_v6".into(),
                 add: vec![],
                 delete: vec![json!("2001:db8::7")],
                 key: Some("ipv6_addr".into()),
+                interval: true,
             },
         ],
     };

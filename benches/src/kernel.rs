@@ -76,18 +76,16 @@ pub struct Rate {
     pub rounds: Vec<f64>,
 }
 
-/// Everything the kernel benchmarks measured.
+/// The apply measurements of one lowering.
 ///
 /// ```no_run
-/// # let k: microseg_benches::kernel::KernelResults = unimplemented!();
-/// println!("{}", k.markdown());
+/// # let a: microseg_benches::kernel::ApplyFigures = unimplemented!();
+/// println!("{:.1}x", a.apply_replace_ms / a.delta_ms);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KernelResults {
-    /// The role applied (the hub of L).
-    pub role: String,
-    /// Its set elements.
-    pub elements: usize,
+pub struct ApplyFigures {
+    /// `optimized` (the default of `apply`) or `plain`.
+    pub lowering: String,
     /// Bytes of its compact nft JSON.
     pub json_bytes: usize,
     /// Raw `nft -j -f -` of the document, table absent (median, ms).
@@ -100,29 +98,40 @@ pub struct KernelResults {
     /// `microseg` apply replacing an installed table of another structure (ms).
     pub apply_replace_ms: f64,
     /// The same with `refresh` (planned from a full read), ms.
-    #[serde(default)]
     pub apply_refresh_ms: f64,
     /// Reading the installed table (`nft -j list table`), ms.
     pub read_ms: f64,
     /// Checking the installed structure against the record (`nft -t -j list ruleset`), ms.
-    #[serde(default)]
     pub check_ms: f64,
     /// `microseg` apply of a one-address change: an element delta (ms).
     pub delta_ms: f64,
     /// The same change with a boot file written (the full path: render,
     /// plan against the record, the whole ruleset to the boot file).
-    #[serde(default)]
     pub delta_persist_ms: f64,
     /// A full apply (replacing) with a boot file written.
-    #[serde(default)]
     pub apply_replace_persist_ms: f64,
     /// The same delta's `nft -j -f -` transaction alone (ms).
     pub raw_delta_ms: f64,
     /// The same delta's nfnetlink batch alone (`NftBackend::apply_at`), ms.
-    #[serde(default)]
     pub batch_delta_ms: f64,
     /// What the delta changed (from the plan).
     pub delta_plan: String,
+}
+
+/// Everything the kernel benchmarks measured.
+///
+/// ```no_run
+/// # let k: microseg_benches::kernel::KernelResults = unimplemented!();
+/// println!("{}", k.markdown());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelResults {
+    /// The role applied (the hub of L).
+    pub role: String,
+    /// Its set elements.
+    pub elements: usize,
+    /// Per lowering, the default (`optimized`) first.
+    pub applies: Vec<ApplyFigures>,
     /// Server address, client address and port of the connection-rate test.
     pub connection: String,
     /// Connection rates.
@@ -144,86 +153,97 @@ impl KernelResults {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "Role `{}` of L: {} set elements, {:.1} MB of nft JSON. Each figure is the median \
-             of the runs; `microseg apply` is `Host::apply`: read the ruleset's generation \
-             over nfnetlink; when it is still the one recorded after the last apply (nothing \
-             committed since, by anyone) and the policy changed only set members, plan the \
-             element delta from the IR's sets and the members that apply recorded (no render); \
-             else render from the IR and, with the generation unchanged, plan against the last \
-             apply's record; else check the installed table's rules, chains and set definitions \
+            "Role `{}` of L: {} set elements in the plain lowering. Each figure is the median \
+             of the runs, each lowering in a network namespace of its own; `microseg apply` is \
+             `Host::apply` with that lowering: read the ruleset's generation over nfnetlink; \
+             when it is still the one recorded after the last apply (nothing committed since, \
+             by anyone) and the policy changed only set members, plan the element delta from \
+             the IR and the members that apply recorded, without rendering (plain: the \
+             difference of the sets' intervals; optimised: its address maps' elements, \
+             partitioning again only the addresses whose membership changed); else render \
+             from the IR and, with the generation unchanged, plan against the last apply's \
+             record; else check the installed table's rules, chains and set definitions \
              against the record with `nft -t -j list ruleset`, or read the whole table where \
              there is no record, it does not match, or with `--refresh`; plan; snapshot and \
              records in a temporary state directory; a replacement as one `nft -j -f -` \
              transaction, an element delta as one nfnetlink batch guarded by the generation. \
              Persistence off. \"Replacing\" is a policy change that is not only members: the \
              hub under the policy with one more flow into it is applied, then the hub of L.\n",
-            self.role,
-            self.elements,
-            self.json_bytes as f64 / 1e6
+            self.role, self.elements,
         );
         let _ = writeln!(
             o,
-            "| measurement | raw nft | microseg apply | ratio | target |"
+            "| lowering | measurement | raw nft | microseg apply | ratio | target |"
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---|");
-        let _ = writeln!(
-            o,
-            "| full apply, first (no table, no records) | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
-            self.raw_fresh_ms,
-            self.apply_fresh_ms,
-            self.apply_fresh_ms / self.raw_fresh_ms
-        );
-        let _ = writeln!(
-            o,
-            "| full apply, replacing another ruleset | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
-            self.raw_replace_ms,
-            self.apply_replace_ms,
-            self.apply_replace_ms / self.raw_replace_ms
-        );
-        let _ = writeln!(
-            o,
-            "| full apply, replacing, `--refresh` (full read first) | {:.0} ms | {:.0} ms | {:.2}× | (≤ 1.2×) |",
-            self.raw_replace_ms,
-            self.apply_refresh_ms,
-            self.apply_refresh_ms / self.raw_replace_ms
-        );
-        let _ = writeln!(
-            o,
-            "| one-address change (element delta) vs full apply | — | {:.0} ms vs {:.0} ms | {:.1}× faster | ≥ 50× |",
-            self.delta_ms,
-            self.apply_replace_ms,
-            self.apply_replace_ms / self.delta_ms
-        );
-        let _ = writeln!(
-            o,
-            "| the same with a boot file written (the whole ruleset, 6.6 MB of nft text) vs a full apply with one | — | {:.0} ms vs {:.0} ms | {:.1}× faster | |",
-            self.delta_persist_ms,
-            self.apply_replace_persist_ms,
-            self.apply_replace_persist_ms / self.delta_persist_ms
-        );
-        let _ = writeln!(
-            o,
-            "| one-address change: its transaction alone (one nfnetlink batch) vs a full load | {:.1} ms vs {:.0} ms | — | {:.0}× faster | (≥ 50×) |",
-            self.batch_delta_ms,
-            self.raw_replace_ms,
-            self.raw_replace_ms / self.batch_delta_ms
-        );
-        let _ = writeln!(
-            o,
-            "| the same delta through nft 1.0.6 (`nft -j -f -`) vs a full load | {:.0} ms vs {:.0} ms | — | {:.1}× faster | |",
-            self.raw_delta_ms,
-            self.raw_replace_ms,
-            self.raw_replace_ms / self.raw_delta_ms
-        );
-        let _ = writeln!(
-            o,
-            "\nReading the installed table (`nft -j list table`) takes {:.0} ms; checking its \
-             structure against the record (`nft -t -j list ruleset`) {:.0} ms. The delta's plan: \
-             {}\n",
-            self.read_ms,
-            self.check_ms,
-            self.delta_plan.trim()
-        );
+        let _ = writeln!(o, "|---|---|---:|---:|---:|---|");
+        for a in &self.applies {
+            let l = match a.lowering.as_str() {
+                "optimized" => format!("optimised (default), {:.1} MB", a.json_bytes as f64 / 1e6),
+                other => format!("{other}, {:.1} MB", a.json_bytes as f64 / 1e6),
+            };
+            let _ = writeln!(
+                o,
+                "| {l} | full apply, first (no table, no records) | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
+                a.raw_fresh_ms,
+                a.apply_fresh_ms,
+                a.apply_fresh_ms / a.raw_fresh_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | full apply, replacing another ruleset | {:.0} ms | {:.0} ms | {:.2}× | ≤ 1.2× |",
+                a.raw_replace_ms,
+                a.apply_replace_ms,
+                a.apply_replace_ms / a.raw_replace_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | full apply, replacing, `--refresh` (full read first) | {:.0} ms | {:.0} ms | {:.2}× | (≤ 1.2×) |",
+                a.raw_replace_ms,
+                a.apply_refresh_ms,
+                a.apply_refresh_ms / a.raw_replace_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | one-address change (element delta) vs full apply | — | {:.0} ms vs {:.0} ms | {:.1}× faster | ≥ 50× |",
+                a.delta_ms,
+                a.apply_replace_ms,
+                a.apply_replace_ms / a.delta_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | the same with a boot file written (the whole ruleset as nft text) vs a full apply with one | — | {:.0} ms vs {:.0} ms | {:.1}× faster | |",
+                a.delta_persist_ms,
+                a.apply_replace_persist_ms,
+                a.apply_replace_persist_ms / a.delta_persist_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | one-address change: its transaction alone (one nfnetlink batch) vs a full load | {:.1} ms vs {:.0} ms | — | {:.0}× faster | (≥ 50×) |",
+                a.batch_delta_ms,
+                a.raw_replace_ms,
+                a.raw_replace_ms / a.batch_delta_ms
+            );
+            let _ = writeln!(
+                o,
+                "| {l} | the same delta through nft 1.0.6 (`nft -j -f -`) vs a full load | {:.0} ms vs {:.0} ms | — | {:.1}× faster | |",
+                a.raw_delta_ms,
+                a.raw_replace_ms,
+                a.raw_replace_ms / a.raw_delta_ms
+            );
+        }
+        for a in &self.applies {
+            let _ = writeln!(
+                o,
+                "\n{}: reading the installed table (`nft -j list table`) takes {:.0} ms; checking \
+                 its structure against the record (`nft -t -j list ruleset`) {:.0} ms. The \
+                 delta's plan: {}",
+                a.lowering,
+                a.read_ms,
+                a.check_ms,
+                a.delta_plan.trim()
+            );
+        }
+        o.push('\n');
         let empty = self
             .rates
             .iter()
@@ -315,27 +335,6 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         .values()
         .map(|s| s.addrs.v4.ranges().len() + s.addrs.v6.ranges().len())
         .sum();
-    let plain = Lowering::Plain.render(&hub).map_err(|e| e.to_string())?;
-    let json = backend_nft::to_json_compact(&plain);
-    eprintln!(
-        "kernel: {role} of L, {elements} set elements, {} bytes of JSON",
-        json.len()
-    );
-
-    // --- apply vs raw nft -------------------------------------------------
-    let ns = microseg_lab::Netns::new("msbench").map_err(|e| e.to_string())?;
-    let nft = Nft::in_netns(ns.name());
-    let state_dir = std::env::temp_dir().join(format!("msbench-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state_dir);
-    let host = Host::new(
-        NftBackend::new(nft.clone(), &policy.table),
-        StateDir::resolve(Some(state_dir.clone())),
-    );
-    let apply_opts = ApplyOptions {
-        persist: Persist::Off,
-        ..ApplyOptions::default()
-    };
-    let remove = || NftBackend::new(nft.clone(), &policy.table).remove();
     // The ruleset replaced: the hub under the policy with one more flow into
     // it (another structure: a policy change that is not only members).
     let mut before_doc = doc.clone();
@@ -350,8 +349,70 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
     });
     let before_policy = Policy::from_doc(before_doc).map_err(|e| e.to_string())?;
     let before = pipeline::compile_role(&before_policy, role);
+    let mut applies = Vec::new();
+    for lowering in [Lowering::Optimized, Lowering::Plain] {
+        applies.push(measure_applies(
+            opts, lowering, &doc, &policy, &hub, &before,
+        )?);
+    }
+
+    // --- connection rate --------------------------------------------------
+    let (server, client, port, client_role) = pick_connection(&policy, &hub)?;
+    let client_rs = pipeline::compile_role(&policy, &client_role);
+    eprintln!("kernel: connections {client} ({client_role}) -> {server} ({role}) tcp/{port}");
+    let ranged = pick_ranged_client(&policy, &hub, server, client, port)?;
+    match ranged {
+        Some(r) => {
+            eprintln!("kernel: connections from an address range: {r} -> {server} tcp/{port}")
+        }
+        None => eprintln!("kernel: no client in an address range found"),
+    }
+    let rates = connection_rates(opts, &hub, &client_rs, server, client, ranged, port)?;
+    Ok(KernelResults {
+        role: role.into(),
+        elements,
+        applies,
+        connection: format!("{client} ({client_role}) → {server} ({role}) tcp/{port}"),
+        ranged_client: ranged.map(|r| r.to_string()),
+        rates,
+    })
+}
+
+/// The apply measurements of the hub with `lowering` (a namespace and
+/// state directory of their own): first and replacing applies against raw
+/// nft, reads, and the one-address change.
+fn measure_applies(
+    opts: &Options,
+    lowering: Lowering,
+    doc: &microseg_core::doc::PolicyDoc,
+    policy: &Policy,
+    hub: &HostRuleset,
+    before: &HostRuleset,
+) -> Result<ApplyFigures, String> {
+    let role = "r0000";
+    let installed = lowering.render(hub).map_err(|e| e.to_string())?;
+    let json = backend_nft::to_json_compact(&installed);
+    eprintln!(
+        "kernel: {role} of L, {lowering:?} lowering, {} bytes of JSON",
+        json.len()
+    );
+
+    // --- apply vs raw nft -------------------------------------------------
+    let ns = microseg_lab::Netns::new("msbench").map_err(|e| e.to_string())?;
+    let nft = Nft::in_netns(ns.name());
+    let state_dir = std::env::temp_dir().join(format!("msbench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let host = Host::new(
+        NftBackend::new(nft.clone(), &policy.table).with_lowering(lowering),
+        StateDir::resolve(Some(state_dir.clone())),
+    );
+    let apply_opts = ApplyOptions {
+        persist: Persist::Off,
+        ..ApplyOptions::default()
+    };
+    let remove = || NftBackend::new(nft.clone(), &policy.table).remove();
     let before_json =
-        backend_nft::to_json_compact(&Lowering::Plain.render(&before).map_err(|e| e.to_string())?);
+        backend_nft::to_json_compact(&lowering.render(before).map_err(|e| e.to_string())?);
     let (mut raw_fresh, mut apply_fresh, mut raw_replace, mut apply_replace) =
         (vec![], vec![], vec![], vec![]);
     let (mut apply_refresh, mut read, mut check) = (vec![], vec![], vec![]);
@@ -381,25 +442,23 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         let _ = std::fs::remove_dir_all(&state_dir);
         settle();
         let t = Instant::now();
-        host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        host.apply(hub, &apply_opts).map_err(|e| e.to_string())?;
         apply_fresh.push(ms(t.elapsed()));
         // Replace: the previous policy's ruleset installed, then this one.
         raw(&before_json)?;
         raw_replace.push(raw(&json)?);
-        host.apply(&before, &apply_opts)
-            .map_err(|e| e.to_string())?;
+        host.apply(before, &apply_opts).map_err(|e| e.to_string())?;
         settle();
         let t = Instant::now();
-        let report = host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        let report = host.apply(hub, &apply_opts).map_err(|e| e.to_string())?;
         apply_replace.push(ms(t.elapsed()));
         if report.plan != microseg_host::PlanKind::Replace {
             return Err(format!("expected a replacement, got {}", report.plan));
         }
-        host.apply(&before, &apply_opts)
-            .map_err(|e| e.to_string())?;
+        host.apply(before, &apply_opts).map_err(|e| e.to_string())?;
         settle();
         let t = Instant::now();
-        host.apply(&hub, &refresh_opts).map_err(|e| e.to_string())?;
+        host.apply(hub, &refresh_opts).map_err(|e| e.to_string())?;
         apply_refresh.push(ms(t.elapsed()));
         let backend = NftBackend::new(nft.clone(), &policy.table);
         settle();
@@ -442,7 +501,7 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         let rs2 = pipeline::compile_role(&p2, role);
         // The delta's transaction alone, then back.
         let backend = NftBackend::new(nft.clone(), &policy.table);
-        let desired = Lowering::Plain.render(&rs2).map_err(|e| e.to_string())?;
+        let desired = lowering.render(&rs2).map_err(|e| e.to_string())?;
         let current = backend.read().map_err(|e| e.to_string())?;
         let plan = backend
             .plan(&desired, current.as_ref())
@@ -450,7 +509,7 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         raw_deltas.push(raw(&plan.to_json().ok_or("an empty plan")?)?);
         let now = backend.read().map_err(|e| e.to_string())?;
         let back = backend
-            .plan(&plain, now.as_ref())
+            .plan(&installed, now.as_ref())
             .map_err(|e| e.to_string())?;
         raw(&back.to_json().ok_or("an empty plan")?)?;
         // The delta's nfnetlink batch alone, then back.
@@ -467,12 +526,12 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         batch_deltas.push(ms(t.elapsed()));
         let now = backend.read().map_err(|e| e.to_string())?;
         let back = backend
-            .plan(&plain, now.as_ref())
+            .plan(&installed, now.as_ref())
             .map_err(|e| e.to_string())?;
         backend.apply_at(&back, None).map_err(|e| e.to_string())?;
         // Through microseg, after an apply of the hub has recorded the
         // generation (the steps above committed behind its back).
-        host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        host.apply(hub, &apply_opts).map_err(|e| e.to_string())?;
         settle();
         let t = Instant::now();
         let report = host.apply(&rs2, &apply_opts).map_err(|e| e.to_string())?;
@@ -494,37 +553,26 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
             .collect::<Vec<_>>()
             .join(" ");
         // Back to the original, also as a delta.
-        host.apply(&hub, &apply_opts).map_err(|e| e.to_string())?;
+        host.apply(hub, &apply_opts).map_err(|e| e.to_string())?;
         // With a boot file: the delta, then a replacement.
         settle();
         let t = Instant::now();
         host.apply(&rs2, &persist_opts).map_err(|e| e.to_string())?;
         deltas_persist.push(ms(t.elapsed()));
-        host.apply(&before, &persist_opts)
+        host.apply(before, &persist_opts)
             .map_err(|e| e.to_string())?;
         settle();
         let t = Instant::now();
-        host.apply(&hub, &persist_opts).map_err(|e| e.to_string())?;
+        host.apply(hub, &persist_opts).map_err(|e| e.to_string())?;
         replace_persist.push(ms(t.elapsed()));
     }
     let _ = std::fs::remove_dir_all(&state_dir);
     drop(ns);
-
-    // --- connection rate --------------------------------------------------
-    let (server, client, port, client_role) = pick_connection(&policy, &hub)?;
-    let client_rs = pipeline::compile_role(&policy, &client_role);
-    eprintln!("kernel: connections {client} ({client_role}) -> {server} ({role}) tcp/{port}");
-    let ranged = pick_ranged_client(&policy, &hub, server, client, port)?;
-    match ranged {
-        Some(r) => {
-            eprintln!("kernel: connections from an address range: {r} -> {server} tcp/{port}")
-        }
-        None => eprintln!("kernel: no client in an address range found"),
-    }
-    let rates = connection_rates(opts, &hub, &client_rs, server, client, ranged, port)?;
-    Ok(KernelResults {
-        role: role.into(),
-        elements,
+    Ok(ApplyFigures {
+        lowering: match lowering {
+            Lowering::Plain => "plain".into(),
+            Lowering::Optimized => "optimized".into(),
+        },
         json_bytes: json.len(),
         raw_fresh_ms: median(raw_fresh),
         apply_fresh_ms: median(apply_fresh),
@@ -539,9 +587,6 @@ pub fn run(opts: &Options) -> Result<KernelResults, String> {
         raw_delta_ms: median(raw_deltas),
         batch_delta_ms: median(batch_deltas),
         delta_plan,
-        connection: format!("{client} ({client_role}) → {server} ({role}) tcp/{port}"),
-        ranged_client: ranged.map(|r| r.to_string()),
-        rates,
     })
 }
 

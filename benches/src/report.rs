@@ -322,26 +322,50 @@ fn targets(l: &SizeResult, kernel: Option<&KernelResults>) -> String {
         verdict(l.compile_hub_ms <= 20.0)
     );
     if let Some(k) = kernel {
-        let fresh = k.apply_fresh_ms / k.raw_fresh_ms;
-        let replace = k.apply_replace_ms / k.raw_replace_ms;
+        // The targets are met by what `apply` installs by default (the
+        // first lowering measured); the others are given beside.
+        let Some(a) = k.applies.first() else {
+            return o;
+        };
+        let others = |f: &dyn Fn(&crate::kernel::ApplyFigures) -> String| -> String {
+            k.applies[1..]
+                .iter()
+                .map(|b| format!("; {}: {}", b.lowering, f(b)))
+                .collect()
+        };
+        let fresh = a.apply_fresh_ms / a.raw_fresh_ms;
+        let replace = a.apply_replace_ms / a.raw_replace_ms;
         let _ = writeln!(
             o,
-            "| apply overhead over raw nft ≤ 1.2× | {fresh:.2}× for a first apply (no table, no records), {replace:.2}× replacing the previous apply's ruleset (planned against its record: the generation was unchanged; a structure check instead would cost {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms) | {} |",
-            k.check_ms,
-            k.apply_refresh_ms / k.raw_replace_ms,
-            k.read_ms,
+            "| apply overhead over raw nft ≤ 1.2× | {}, the default: {fresh:.2}× for a first apply (no table, no records), {replace:.2}× replacing the previous apply's ruleset (planned against its record: the generation was unchanged; a structure check instead would cost {:.0} ms); {:.2}× with `--refresh` (reading the whole table: {:.0} ms){} | {} |",
+            a.lowering,
+            a.check_ms,
+            a.apply_refresh_ms / a.raw_replace_ms,
+            a.read_ms,
+            others(&|b| format!(
+                "{:.2}× first, {:.2}× replacing",
+                b.apply_fresh_ms / b.raw_fresh_ms,
+                b.apply_replace_ms / b.raw_replace_ms
+            )),
             verdict(fresh.max(replace) <= 1.2)
         );
-        let delta = k.apply_replace_ms / k.delta_ms;
-        let batch = k.raw_replace_ms / k.batch_delta_ms;
-        let raw_delta = k.raw_replace_ms / k.raw_delta_ms;
+        let delta = a.apply_replace_ms / a.delta_ms;
+        let batch = a.raw_replace_ms / a.batch_delta_ms;
+        let raw_delta = a.raw_replace_ms / a.raw_delta_ms;
         let _ = writeln!(
             o,
-            "| one-address change ≥ 50× faster than a full apply | the change itself, one nfnetlink batch, is {batch:.0}× faster than a full load ({:.1} ms vs {:.0} ms; through nft 1.0.6, which reads every interval set's elements first, it would be {raw_delta:.1}×); a whole `microseg apply` of it (planned from the policy's set members against those the last apply recorded: no render, no state read) is {delta:.1}× faster than a full apply ({:.0} ms vs {:.0} ms) | {} |",
-            k.batch_delta_ms,
-            k.raw_replace_ms,
-            k.delta_ms,
-            k.apply_replace_ms,
+            "| one-address change ≥ 50× faster than a full apply | {}, the default: a whole `microseg apply` of it (planned from the policy's members against those the last apply recorded: no render, no state read) is {delta:.1}× faster than a full apply ({:.0} ms vs {:.0} ms); the change itself, one nfnetlink batch, is {batch:.0}× faster than a full load ({:.1} ms vs {:.0} ms; through nft 1.0.6, which reads every interval set's elements first, it would be {raw_delta:.1}×){} | {} |",
+            a.lowering,
+            a.delta_ms,
+            a.apply_replace_ms,
+            a.batch_delta_ms,
+            a.raw_replace_ms,
+            others(&|b| format!(
+                "{:.1}× ({:.0} ms vs {:.0} ms)",
+                b.apply_replace_ms / b.delta_ms,
+                b.delta_ms,
+                b.apply_replace_ms
+            )),
             if delta >= 50.0 { "met" } else if batch >= 50.0 { "**met for the change, not for a whole apply**" } else { "**not met**" }
         );
         let rate = |name: &str| {

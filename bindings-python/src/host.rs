@@ -374,7 +374,7 @@ impl PyHost {
 
     /// The plan for making this host's firewall match the policy (changes
     /// nothing): `apply(..., dry_run=True)`.
-    #[pyo3(signature = (policy, role = None, host = None, optimize = false))]
+    #[pyo3(signature = (policy, role = None, host = None, optimize = false, lowering = None))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
@@ -382,9 +382,11 @@ impl PyHost {
         role: Option<&str>,
         host: Option<&str>,
         optimize: bool,
+        lowering: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.apply(
             py, policy, role, host, true, false, None, None, None, None, None, false, optimize,
+            lowering,
         )
     }
 
@@ -401,14 +403,16 @@ impl PyHost {
     /// only). `dry_run`: only plan. `refresh`: plan from a full read of the
     /// installed state, not from the record of the last operation (used when
     /// the installed rules, chains and set definitions still match it).
-    /// `optimize` (nftables): install the optimised lowering (verdict maps:
-    /// a bounded number of rules per new connection; a membership change
-    /// replaces the table). Returns the report as a dict (`plan` is
+    /// `lowering` (nftables): `"optimized"` (the default: verdict maps over
+    /// an exact partition, a bounded number of rules and lookups per new
+    /// connection) or `"plain"` (one rule per flow and direction with named
+    /// sets); both take membership changes as element deltas. `optimize=True`
+    /// is the same as `lowering="optimized"`. Returns the report as a dict (`plan` is
     /// `"unchanged"`, `"incremental"` or `"replace"`; `changed`; `text`).
     /// Releases the GIL.
     #[pyo3(signature = (policy, role = None, host = None, dry_run = false, force = false,
                         confirm_timeout = None, persist = None, ssh_connection = None, source = None,
-                        sysctl_file = None, refresh = false, optimize = false))]
+                        sysctl_file = None, refresh = false, optimize = false, lowering = None))]
     #[allow(clippy::too_many_arguments)]
     fn apply<'py>(
         &self,
@@ -425,12 +429,28 @@ impl PyHost {
         sysctl_file: Option<&Bound<'py, PyAny>>,
         refresh: bool,
         optimize: bool,
+        lowering: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if optimize && self.kind != Kind::Nft {
+        if (optimize || lowering.is_some()) && self.kind != Kind::Nft {
             return Err(request_error(
-                "optimize is a lowering of the nftables backend; firewalld has its own objects",
+                "lowering and optimize are choices of the nftables backend; firewalld has its \
+                 own objects",
             ));
         }
+        let lowering =
+            match (lowering, optimize) {
+                (None, _) | (Some("optimized"), _) => Lowering::Optimized,
+                (Some("plain"), false) => Lowering::Plain,
+                (Some("plain"), true) => return Err(request_error(
+                    "optimize=True asks for the optimized lowering, lowering=\"plain\" for the \
+                     other: give one",
+                )),
+                (Some(other), _) => {
+                    return Err(request_error(format!(
+                        "unknown lowering {other:?}: use \"optimized\" (the default) or \"plain\""
+                    )))
+                }
+            };
         let p = policy.policy();
         let target = self.resolve(py, &p, role, host)?;
         let ssh_connection = match ssh_connection {
@@ -467,11 +487,6 @@ impl PyHost {
         };
         let result = py.detach(|| {
             let rs = ir::compile(&p, &target)?;
-            let lowering = if optimize {
-                Lowering::Optimized
-            } else {
-                Lowering::Plain
-            };
             self.any_host_with(&p.table, lowering)?.apply(&rs, &opts)
         });
         let r = result.map_err(|e| host_error(py, e))?;

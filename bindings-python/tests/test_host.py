@@ -77,7 +77,7 @@ def test_apply_cycle(netns: str, tmp_path: Path, cli: Path) -> None:
 
     r = host.apply(policy, role="web", persist=boot)
     assert (r["plan"], r["changed"], r["applied"]) == ("replace", True, True)
-    assert r["persisted"] == str(boot) and boot.read_text() == policy.compile(role="web")
+    assert r["persisted"] == str(boot) and boot.read_text() == policy.compile(role="web", optimize=True)
     assert "table inet microseg {" in (host.installed_text() or "")
 
     again = host.apply(policy, role="web", persist=boot)
@@ -193,28 +193,35 @@ def test_anti_lockout(netns: str, tmp_path: Path) -> None:
     assert admin["lockout"]["outcome"] == "keeps"
 
 
-def test_apply_optimize(netns: str, tmp_path: Path, cli: Path) -> None:
+def test_apply_lowering(netns: str, tmp_path: Path, cli: Path) -> None:
+    """The optimised lowering is the default (optimize=True says the same);
+    lowering="plain" is the other."""
     policy = microseg.Policy.from_file(POLICY)
     host = microseg.Host(state_dir=tmp_path / "state", netns=netns)
-    plan = host.plan(policy, role="web", optimize=True)
+    assert host.plan(policy, role="web")["text"] == host.plan(policy, role="web", optimize=True)["text"]
+    plan = host.plan(policy, role="web", lowering="optimized")
     assert (plan["plan"], plan["changed"]) == ("replace", True)
     if "apply" in cli_subcommands(cli):
         dry = f"apply {POLICY} --role web --optimize --dry-run --state-dir {tmp_path / 'cli'}"
         assert sh(["ip", "netns", "exec", netns, str(cli), *dry.split()]).stdout == plan["text"]
         compiled = sh([str(cli), "compile", POLICY, "--role", "web", "--optimize"]).stdout
         assert policy.compile(role="web", optimize=True) == compiled
-    r = host.apply(policy, role="web", persist=False, optimize=True)
+    r = host.apply(policy, role="web", persist=False)
     assert r["applied"] and "vmap" in (host.installed_text() or "")
     again = host.apply(policy, role="web", persist=False, optimize=True)
     assert (again["plan"], again["changed"]) == ("unchanged", False)
     status = host.status()
     assert not status["drifted"]
     assert "flow:public-web" in {h["label"] for h in status["hits"]}
-    # The plain lowering replaces it again.
-    assert host.apply(policy, role="web", persist=False)["plan"] == "replace"
+    # The plain lowering replaces it.
+    assert host.apply(policy, role="web", persist=False, lowering="plain")["plan"] == "replace"
     assert "vmap" not in (host.installed_text() or "")
-    with pytest.raises(ValueError, match="optimize is a lowering of the nftables backend"):
+    with pytest.raises(ValueError, match="lowering and optimize are choices of the nftables"):
         microseg.Host(backend="firewalld").plan(policy, role="web", optimize=True)
+    with pytest.raises(ValueError, match="unknown lowering"):
+        host.plan(policy, role="web", lowering="fast")
+    with pytest.raises(ValueError, match="give one"):
+        host.plan(policy, role="web", lowering="plain", optimize=True)
 
 
 def test_role_auto_and_errors(netns: str, tmp_path: Path) -> None:

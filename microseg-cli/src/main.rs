@@ -28,7 +28,6 @@
 #![forbid(unsafe_code)]
 
 use backend_firewalld::{FirewalldBackend, FirewalldError, FirewalldRenderer};
-use backend_nft::NftRenderer;
 use clap::{Parser, Subcommand, ValueEnum};
 use microseg_core::backend::Renderer;
 use microseg_core::ir::{self, Target};
@@ -156,6 +155,10 @@ enum Command {
         /// The backend that installs the rules.
         #[arg(long, value_enum, default_value_t = BackendKind::Nft)]
         backend: BackendKind,
+        /// nftables: the lowering installed, as `apply --lowering`
+        /// (default: optimized, what `apply` installs).
+        #[arg(long, value_enum, value_name = "LOWERING")]
+        lowering: Option<LoweringArg>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -225,12 +228,16 @@ enum Command {
         /// the installed rules, chains and set definitions still match it.
         #[arg(long)]
         refresh: bool,
-        /// nftables: install the optimised lowering (verdict maps over an
-        /// exact partition: a bounded number of rules and lookups per new
-        /// connection, whatever the number of flows and addresses). Its maps
-        /// are inline, so a membership change replaces the table instead of
-        /// being a set element delta.
-        #[arg(long)]
+        /// nftables: how rules are laid out. `optimized` (the default):
+        /// verdict maps over an exact partition, a bounded number of rules
+        /// and lookups per new connection whatever the number of flows and
+        /// addresses; `plain`: one rule per flow and direction with named
+        /// sets, as `compile` prints by default. Both take membership
+        /// changes as element deltas.
+        #[arg(long, value_enum, value_name = "LOWERING")]
+        lowering: Option<LoweringArg>,
+        /// The same as `--lowering optimized` (the default).
+        #[arg(long, conflicts_with = "lowering")]
         optimize: bool,
         #[command(flatten)]
         persist: PersistArgs,
@@ -410,6 +417,31 @@ impl BackendKind {
     }
 }
 
+/// How the nftables backend lowers a ruleset.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoweringArg {
+    /// One nft rule per flow and direction, with named address sets.
+    Plain,
+    /// Verdict maps over an exact partition of the address space: a bounded
+    /// number of rules and lookups per new connection, whatever the number
+    /// of flows and addresses; its address maps are named, so membership
+    /// changes are element deltas.
+    Optimized,
+}
+
+impl From<LoweringArg> for backend_nft::Lowering {
+    fn from(l: LoweringArg) -> backend_nft::Lowering {
+        match l {
+            LoweringArg::Plain => backend_nft::Lowering::Plain,
+            LoweringArg::Optimized => backend_nft::Lowering::Optimized,
+        }
+    }
+}
+
+/// What `apply` and `verify` install with the nftables backend unless told
+/// otherwise: the optimised lowering (proven equal to the plain one).
+const DEFAULT_LOWERING: backend_nft::Lowering = backend_nft::Lowering::Optimized;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CompileFormat {
     /// An nft script for `nft -f` that replaces only the policy's table.
@@ -520,8 +552,17 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Verify {
             policy,
             backend,
+            lowering,
             json,
         } => {
+            if lowering.is_some() && backend != BackendKind::Nft {
+                return Err(CliError::Usage(
+                    "--lowering is a choice of the nftables backend; firewalld has its own \
+                     objects"
+                        .into(),
+                ));
+            }
+            let lowering = lowering.map_or(DEFAULT_LOWERING, Into::into);
             let p = load(&policy)?;
             let report = match backend {
                 BackendKind::Nft => {
@@ -530,7 +571,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                          host: &str,
                          rs: &microseg_core::ir::HostRuleset| {
                             let ns = lab.netns_name(host).map_err(|e| e.to_string())?;
-                            let art = NftRenderer.render(rs).map_err(|e| e.to_string())?;
+                            let art = lowering.render(rs).map_err(|e| e.to_string())?;
                             backend_nft::Nft::in_netns(ns)
                                 .apply_json(&art)
                                 .map_err(|e| e.to_string())
@@ -559,6 +600,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             confirm_timeout,
             force,
             refresh,
+            lowering,
             optimize,
             persist,
             sysctl_file,
@@ -566,10 +608,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             state,
             test_hold_lock_ms,
         } => {
-            if optimize && backend != BackendKind::Nft {
+            if (optimize || lowering.is_some()) && backend != BackendKind::Nft {
                 return Err(CliError::Usage(
-                    "--optimize is a lowering of the nftables backend; firewalld has its own \
-                     objects"
+                    "--lowering and --optimize are choices of the nftables backend; firewalld \
+                     has its own objects"
                         .into(),
                 ));
             }
@@ -617,11 +659,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     (None, false) => Persist::Default,
                 },
             };
-            let lowering = if optimize {
-                backend_nft::Lowering::Optimized
-            } else {
-                backend_nft::Lowering::Plain
-            };
+            let lowering = lowering.map_or(DEFAULT_LOWERING, Into::into);
             let host = host_with(backend, &p.table, &state, lowering)?;
             let report = each!(&host, h => h.apply(&rs, &opts))?;
             out!("{report}");

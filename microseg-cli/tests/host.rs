@@ -32,10 +32,12 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Where and how `microseg` runs: a namespace and a state directory.
+/// Where and how `microseg` runs: a namespace and a state directory (and
+/// the nftables lowering `apply` is given, unless a test gives its own).
 struct Site {
     ns: String,
     dir: TempDir,
+    lowering: Option<&'static str>,
 }
 
 impl Site {
@@ -43,6 +45,15 @@ impl Site {
         Site {
             ns: ns.to_string(),
             dir: TempDir::new("mshost").unwrap(),
+            lowering: None,
+        }
+    }
+
+    /// A site whose applies use `--lowering LOWERING`.
+    fn with_lowering(ns: &str, lowering: &'static str) -> Site {
+        Site {
+            lowering: Some(lowering),
+            ..Site::new(ns)
         }
     }
 
@@ -71,6 +82,15 @@ impl Site {
             && !args.contains(&"--lock-timeout")
         {
             c.args(["--lock-timeout", "10"]);
+        }
+        if let Some(l) = self.lowering {
+            if args.first() == Some(&"apply")
+                && !args
+                    .iter()
+                    .any(|a| *a == "--lowering" || *a == "--optimize")
+            {
+                c.args(["--lowering", l]);
+            }
         }
         for (k, v) in env {
             c.env(k, v);
@@ -206,7 +226,7 @@ const FOREIGN: &str = "table inet foreign {\n\tset s {\n\t\ttype ipv4_addr\n\t\t
 #[test]
 fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
     let ns = netns();
-    let s = Site::new(ns.name());
+    let s = Site::with_lowering(ns.name(), "plain");
     let f = s.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = || {
@@ -267,6 +287,17 @@ fn foreign_tables_are_byte_identical_through_apply_update_rollback_remove() {
 
 #[test]
 fn a_membership_change_on_a_live_host_is_an_element_delta() {
+    membership_change_on_a_live_host("optimized", "map in4_single: + 10.10.1.12 : jump in4_");
+}
+
+#[test]
+fn a_membership_change_on_a_live_host_is_an_element_delta_in_the_plain_lowering() {
+    membership_change_on_a_live_host("plain", "set web_v4: + 10.10.1.12");
+}
+
+/// The change from one web server to two, with `lowering`: the plan shows
+/// `delta`; rules (handles), counters and established connections stay.
+fn membership_change_on_a_live_host(lowering: &'static str, delta: &str) {
     require_root();
     let mut lab = Lab::new(&[
         HostSpec::new("app", [ip("10.10.1.20")]),
@@ -277,7 +308,7 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
     lab.set_probe_timeout(Duration::from_millis(400));
     lab.listen("app", &[Service::Tcp(8080), Service::Tcp(9)])
         .unwrap();
-    let s = Site::new(lab.netns_name("app").unwrap());
+    let s = Site::with_lowering(lab.netns_name("app").unwrap(), lowering);
     let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
     // (.12, not .11: .10 and .11 would merge into 10.10.1.10/31.)
     let v2 = s.write("v2.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
@@ -322,7 +353,7 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
         &["apply", &v2, "--role", "app", "--dry-run", "--no-persist"],
     );
     assert!(dry.contains("element delta on table inet ms"), "{dry}");
-    assert!(dry.contains("set web_v4: + 10.10.1.12"), "{dry}");
+    assert!(dry.contains(delta), "{dry}");
     assert!(dry.contains("dry run: nothing changed"), "{dry}");
     // Handles included; counter values aside (a probe's retransmitted SYN
     // may still be counted meanwhile).
@@ -342,7 +373,7 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
         assert_eq!(l0, l1);
         assert!(n1 >= n0, "{l0}: counter reset from {n0} to {n1}");
     }
-    // Same rules (handles): only the set changed.
+    // Same rules (handles): only the set (or map) changed.
     let rules = |l: &str| -> Vec<Value> {
         serde_json::from_str::<Value>(l).unwrap()["nftables"]
             .as_array()
@@ -363,8 +394,19 @@ fn a_membership_change_on_a_live_host_is_an_element_delta() {
 
 #[test]
 fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
+    kernel_rejects("optimized", "in4_single");
+}
+
+#[test]
+fn a_transaction_the_kernel_rejects_leaves_the_table_identical_in_the_plain_lowering() {
+    kernel_rejects("plain", "web_v4");
+}
+
+/// A delta refused by the kernel because `set` (of the `lowering`) was
+/// changed by hand in between changes nothing.
+fn kernel_rejects(lowering: &'static str, set: &str) {
     let ns = netns();
-    let s = Site::new(ns.name());
+    let s = Site::with_lowering(ns.name(), lowering);
     let v1 = s.write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     let v2 = s.write("v2.toml", &policy("\"10.10.1.11\"", true));
     s.expect(0, &["apply", &v1, "--role", "app", "--no-persist"]);
@@ -395,14 +437,7 @@ fn a_transaction_the_kernel_rejects_leaves_the_table_identical() {
         .unwrap();
     wait_lock_holder(&s, child.id());
     std::thread::sleep(Duration::from_millis(150)); // it has read the table by now
-    let del = s.nft(&[
-        "delete",
-        "element",
-        "inet",
-        "ms",
-        "web_v4",
-        "{ 10.10.1.10 }",
-    ]);
+    let del = s.nft(&["delete", "element", "inet", "ms", set, "{ 10.10.1.10 }"]);
     assert!(
         del.status.success(),
         "{}",
@@ -833,7 +868,7 @@ fn anti_lockout_refuses_unless_forced() {
 #[test]
 fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
     let ns = netns();
-    let s = Site::new(ns.name());
+    let s = Site::with_lowering(ns.name(), "plain");
     let f = s.write("foreign.nft", FOREIGN);
     assert!(s.nft(&["-f", &f]).status.success());
     let foreign = s.list("inet", "foreign").unwrap();
@@ -911,7 +946,7 @@ fn rollback_restores_remove_removes_only_ours_and_status_finds_drift() {
 #[test]
 fn apply_plans_against_its_record_and_refresh_reads_everything() {
     let ns = netns();
-    let s = Site::new(ns.name());
+    let s = Site::with_lowering(ns.name(), "plain");
     let two = s.write("two.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     let one = s.write("one.toml", &policy("\"10.10.1.10\"", true));
     s.expect(0, &["apply", &two, "--role", "app", "--no-persist"]);
@@ -1008,8 +1043,40 @@ fn apply_plans_against_its_record_and_refresh_reads_everything() {
 /// before it, and only files the records refer to are kept.
 #[test]
 fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
+    member_change_from_the_policy(
+        "optimized",
+        &[
+            "map in4_single: - 10.10.1.12 : jump in4_",
+            "map in4_range: + 10.10.1.13-10.10.1.15 : jump in4_",
+        ],
+        &[
+            "map in4_single: - 10.10.1.10 : jump in4_",
+            "+ 10.10.1.10/31 : jump in4_",
+            "+ 10.10.1.64/30 : jump in4_",
+            "- 10.10.1.13-10.10.1.15 : jump in4_",
+        ],
+    );
+}
+
+#[test]
+fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact_in_the_plain_lowering() {
+    member_change_from_the_policy(
+        "plain",
+        &["set web_v4: + 10.10.1.13-10.10.1.15 - 10.10.1.12"],
+        &[
+            "+ 10.10.1.10/31",
+            "+ 10.10.1.64/30",
+            "- 10.10.1.10 - 10.10.1.13-10.10.1.15",
+        ],
+    );
+}
+
+/// The member path with `lowering`: the deltas from v1 to v2 and from v2
+/// to v3 show `to_v2` and `to_v3`.
+fn member_change_from_the_policy(lowering: &'static str, to_v2: &[&str], to_v3: &[&str]) {
     let ns = netns();
-    let s = Site::new(ns.name());
+    let s = Site::with_lowering(ns.name(), lowering);
+    let shows = |out: &str, parts: &[&str]| parts.iter().all(|p| out.contains(p));
     let v1 = s.write("v1.toml", &policy("\"10.10.1.10\", \"10.10.1.12\"", true));
     let v2 = s.write(
         "v2.toml",
@@ -1032,11 +1099,7 @@ fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
         0,
         &["apply", &v2, "--role", "app", "--no-persist", "--dry-run"],
     );
-    assert!(
-        dry.contains("set web_v4: + 10.10.1.13-10.10.1.15 - 10.10.1.12")
-            && dry.contains(from_members),
-        "{dry}"
-    );
+    assert!(shows(&dry, to_v2) && dry.contains(from_members), "{dry}");
     assert_eq!(normalised(&s.list("inet", "ms").unwrap()), v1_listing);
     // An apply that writes a boot file takes the full path (the boot file
     // holds the whole ruleset), and its dry run says the same.
@@ -1047,22 +1110,14 @@ fn a_member_change_is_planned_from_the_policy_and_its_records_are_exact() {
     );
     let out = apply(&v2);
     assert!(
-        out.contains("element delta")
-            && out.contains("set web_v4: + 10.10.1.13-10.10.1.15 - 10.10.1.12")
-            && out.contains(from_members),
+        out.contains("element delta") && shows(&out, to_v2) && out.contains(from_members),
         "{out}"
     );
     s.expect(0, &["status"]);
     let v2_listing = normalised(&s.list("inet", "ms").unwrap());
     // A widened interval is deleted and added again.
     let out = apply(&v3);
-    assert!(
-        out.contains("+ 10.10.1.10/31")
-            && out.contains("+ 10.10.1.64/30")
-            && out.contains("- 10.10.1.10 - 10.10.1.13-10.10.1.15")
-            && out.contains(from_members),
-        "{out}"
-    );
+    assert!(shows(&out, to_v3) && out.contains(from_members), "{out}");
     s.expect(0, &["status"]);
     let out = apply(&v3);
     assert!(
@@ -1274,8 +1329,12 @@ fn usage_errors_exit_2_and_broken_state_is_a_clear_error() {
     }
 }
 
+/// `apply` installs the optimised lowering by default (`--optimize` says
+/// the same; `--lowering plain` the other); membership changes are element
+/// deltas of its maps; switching lowerings replaces the table, and
+/// rollback switches back.
 #[test]
-fn apply_optimize_installs_the_optimised_lowering() {
+fn apply_installs_the_optimised_lowering_by_default() {
     let ns = netns();
     let s = Site::new(ns.name());
     let v1 = s.write("v1.toml", &policy("\"10.10.1.10\"", true));
@@ -1286,7 +1345,7 @@ fn apply_optimize_installs_the_optimised_lowering() {
         args.extend_from_slice(extra);
         s.expect(0, &args)
     };
-    let out = apply(&v1, &["--optimize"]);
+    let out = apply(&v1, &[]);
     assert!(out.contains("replace table inet ms"), "{out}");
     assert!(vmaps());
     // Drift is measured against it, and hits are counted per flow (in the
@@ -1297,17 +1356,35 @@ fn apply_optimize_installs_the_optimised_lowering() {
         "{status}"
     );
     assert!(apply(&v1, &["--optimize"]).contains("unchanged"));
-    // A membership change: the maps are inline, so the table is replaced.
-    let out = apply(&v2, &["--optimize", "--dry-run"]);
-    assert!(out.contains("replace table inet ms"), "{out}");
-    apply(&v2, &["--optimize"]);
+    // A membership change: an element of its address map.
+    let out = apply(&v2, &["--dry-run"]);
+    assert!(
+        out.contains("element delta") && out.contains("map in4_single: + 10.10.1.12 : jump in4_"),
+        "{out}"
+    );
+    let out = apply(&v2, &[]);
+    assert!(out.contains("incremental (set members only)"), "{out}");
     s.expect(0, &["status"]);
-    // Back to the plain lowering, and rollback to the optimised one.
-    assert!(apply(&v2, &[]).contains("replace table inet ms"));
+    // To the plain lowering, and rollback to the optimised one.
+    assert!(apply(&v2, &["--lowering", "plain"]).contains("replace table inet ms"));
     assert!(!vmaps());
+    s.expect(0, &["status"]);
     s.expect(0, &["rollback"]);
     assert!(vmaps());
     s.expect(0, &["status"]);
+    let err = s.expect(
+        2,
+        &[
+            "apply",
+            &v1,
+            "--role",
+            "app",
+            "--optimize",
+            "--lowering",
+            "plain",
+        ],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
     let err = s.expect(
         2,
         &[
@@ -1321,7 +1398,7 @@ fn apply_optimize_installs_the_optimised_lowering() {
         ],
     );
     assert!(
-        err.contains("--optimize is a lowering of the nftables backend"),
+        err.contains("--lowering and --optimize are choices of the nftables backend"),
         "{err}"
     );
 }

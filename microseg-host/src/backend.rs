@@ -1,6 +1,6 @@
 //! What the host needs from a backend beyond the core's `Backend` trait.
 
-use crate::members::{MemberDelta, MemberSets, Members, NamedMembers};
+use crate::members::{MemberSets, Members, NamedMembers};
 use microseg_core::backend::Backend;
 use microseg_core::ir::HostRuleset;
 use serde::de::DeserializeOwned;
@@ -200,20 +200,32 @@ pub trait HostBackend:
         let _ = at;
         self.apply(plan).map(|()| None)
     }
-    /// The sets this backend installs for `ruleset` with their members,
-    /// and a digest of everything else it installs for it; `None` (the
-    /// default) where members shape more than set elements. With the
-    /// members of the last apply at hand, an apply whose digest is the
-    /// recorded one plans the element delta
-    /// ([`members_plan`](Self::members_plan)) without rendering.
+    /// A digest of everything this backend installs for `ruleset` but
+    /// what set members shape (set elements; for the optimised nft
+    /// lowering, the elements of its address maps); `None` (the default):
+    /// no member path. Cheap: it is worked out before anything else.
+    fn member_structure(&self, ruleset: &HostRuleset) -> Option<String> {
+        let _ = ruleset;
+        None
+    }
+    /// What an apply of `ruleset` records for the next one (its
+    /// [`member_structure`](Self::member_structure) and the members of
+    /// the sets and maps it installs, with whatever the backend needs to
+    /// plan a change of them); `None` (the default): nothing.
     fn members<'r>(&self, ruleset: &'r HostRuleset) -> Option<MemberSets<'r>> {
         let _ = ruleset;
         None
     }
-    /// The plan that changes set members by `deltas` and nothing else
-    /// (no delta: unchanged); `None` (the default): no such plan.
-    fn members_plan(&self, deltas: &[MemberDelta]) -> Option<Self::Plan> {
-        let _ = deltas;
+    /// The plan that takes what an apply recorded as `recorded`
+    /// ([`members`](Self::members)) to what `ruleset` installs, changing
+    /// members and nothing else (no change: unchanged), and the members to
+    /// record then; `None` (the default): no such plan, the full path.
+    fn members_plan<'r>(
+        &self,
+        ruleset: &'r HostRuleset,
+        recorded: &NamedMembers,
+    ) -> Option<(Self::Plan, NamedMembers<'r>)> {
+        let _ = (ruleset, recorded);
         None
     }
     /// Writes `sets`' members into `state` (a recorded state whose sets
@@ -253,7 +265,12 @@ pub trait HostBackend:
 #[cfg(feature = "nft")]
 mod nft {
     use super::*;
-    use backend_nft::{NftArtefact, NftBackend, NftGeneration, NftPlan, NftPlanKind, NftState};
+    use backend_nft::members::{Level1Map, OldSet};
+    use backend_nft::{
+        Lowering, NftArtefact, NftBackend, NftGeneration, NftPlan, NftPlanKind, NftState,
+    };
+    use microseg_core::addr::Family;
+    use std::collections::HashMap;
 
     fn to_nft(g: &Generation) -> Option<NftGeneration> {
         Some(NftGeneration {
@@ -269,11 +286,83 @@ mod nft {
         }
     }
 
-    /// The elements the plain lowering writes for `m`.
-    fn elements(m: &Members) -> Vec<serde_json::Value> {
+    /// The elements the plain lowering writes for set members `m`
+    /// (`None`: map elements, see [`map_of`]).
+    fn elements(m: &Members) -> Option<Vec<serde_json::Value>> {
         match m {
-            Members::V4(r) => backend_nft::members::elements_v4(r),
-            Members::V6(r) => backend_nft::members::elements_v6(r),
+            Members::V4(r) => Some(backend_nft::members::elements_v4(r)),
+            Members::V6(r) => Some(backend_nft::members::elements_v6(r)),
+            Members::MapV4(_) | Members::MapV6(_) => None,
+        }
+    }
+
+    /// Under the optimised lowering, the policy's sets are recorded under
+    /// this prefix next to the level-1 maps (it is the basis of the next
+    /// change: what changed membership); nft names never hold a ':'.
+    const BASIS: &str = "policy:";
+
+    /// A recorded level-1 map (`None`: set members).
+    fn map_of(name: &str, m: &Members) -> Option<Level1Map> {
+        let (family, elems) = match m {
+            Members::MapV4(r) => (
+                Family::V4,
+                r.iter()
+                    .map(|&(a, b, d)| (u128::from(a), u128::from(b), d))
+                    .collect(),
+            ),
+            Members::MapV6(r) => (Family::V6, r.to_vec()),
+            Members::V4(_) | Members::V6(_) => return None,
+        };
+        Some(Level1Map {
+            name: name.to_string(),
+            family,
+            interval: name.ends_with("_range"),
+            elems,
+        })
+    }
+
+    /// A level-1 map as recorded.
+    fn map_members(m: Level1Map) -> (Cow<'static, str>, Members<'static>) {
+        let members = match m.family {
+            // IPv4 maps hold IPv4 keys only.
+            Family::V4 => Members::MapV4(Cow::Owned(
+                m.elems
+                    .iter()
+                    .map(|&(a, b, d)| (a as u32, b as u32, d))
+                    .collect(),
+            )),
+            Family::V6 => Members::MapV6(Cow::Owned(m.elems)),
+        };
+        (Cow::Owned(m.name), members)
+    }
+
+    /// The policy's sets with their members, named `prefix` + set name.
+    fn ir_sets<'r>(ruleset: &'r HostRuleset, prefix: &str) -> NamedMembers<'r> {
+        ruleset
+            .sets
+            .values()
+            .map(|s| {
+                let m = match s.family {
+                    Family::V4 => Members::V4(Cow::Borrowed(s.addrs.v4.ranges())),
+                    Family::V6 => Members::V6(Cow::Borrowed(s.addrs.v6.ranges())),
+                };
+                let name = if prefix.is_empty() {
+                    Cow::Borrowed(s.name.as_str())
+                } else {
+                    Cow::Owned(format!("{prefix}{}", s.name))
+                };
+                (name, m)
+            })
+            .collect()
+    }
+
+    /// The element delta of `sets`' changes.
+    fn elements_plan(table: &str, sets: Vec<backend_nft::SetDelta>) -> NftPlan {
+        let table = table.to_string();
+        if sets.is_empty() {
+            NftPlan::Unchanged { table }
+        } else {
+            NftPlan::Elements { table, sets }
         }
     }
 
@@ -339,55 +428,123 @@ mod nft {
             NftBackend::apply_at(self, plan, at.and_then(to_nft).as_ref()).map(|g| g.map(from_nft))
         }
 
-        /// The plain lowering's sets ([`backend_nft::members`]).
+        fn member_structure(&self, ruleset: &HostRuleset) -> Option<String> {
+            backend_nft::members::member_structure(self.lowering, ruleset)
+        }
+
+        /// The plain lowering's sets; the optimised lowering's level-1
+        /// maps and the policy's sets ([`backend_nft::members`]).
         fn members<'r>(&self, ruleset: &'r HostRuleset) -> Option<MemberSets<'r>> {
-            let structure = backend_nft::members::member_structure(self.lowering, ruleset)?;
-            let sets = ruleset
-                .sets
-                .values()
-                .map(|s| {
-                    let m = match s.family {
-                        microseg_core::addr::Family::V4 => {
-                            Members::V4(Cow::Borrowed(s.addrs.v4.ranges()))
-                        }
-                        microseg_core::addr::Family::V6 => {
-                            Members::V6(Cow::Borrowed(s.addrs.v6.ranges()))
-                        }
-                    };
-                    (Cow::Borrowed(s.name.as_str()), m)
-                })
-                .collect();
+            let structure = self.member_structure(ruleset)?;
+            let sets = match self.lowering {
+                Lowering::Plain => ir_sets(ruleset, ""),
+                Lowering::Optimized => {
+                    let maps = backend_nft::members::level1_maps(ruleset).ok()??;
+                    let mut sets: NamedMembers = maps.into_iter().map(map_members).collect();
+                    sets.extend(ir_sets(ruleset, BASIS));
+                    sets
+                }
+            };
             Some(MemberSets { structure, sets })
         }
 
-        fn members_plan(&self, deltas: &[MemberDelta]) -> Option<NftPlan> {
-            let sets: Vec<backend_nft::SetDelta> = deltas
-                .iter()
-                .filter(|d| !d.add.is_empty() || !d.delete.is_empty())
-                .map(|d| backend_nft::SetDelta {
-                    set: d.set.clone(),
-                    add: elements(&d.add),
-                    delete: elements(&d.delete),
-                    key: Some(
-                        match d.add {
-                            Members::V4(_) => "ipv4_addr",
-                            Members::V6(_) => "ipv6_addr",
+        fn members_plan<'r>(
+            &self,
+            ruleset: &'r HostRuleset,
+            recorded: &NamedMembers,
+        ) -> Option<(NftPlan, NamedMembers<'r>)> {
+            match self.lowering {
+                Lowering::Plain => {
+                    let new = ir_sets(ruleset, "");
+                    let sets = crate::members::deltas(recorded, &new)?
+                        .into_iter()
+                        .map(|d| {
+                            Some(backend_nft::SetDelta {
+                                set: d.set,
+                                add: elements(&d.add)?,
+                                delete: elements(&d.delete)?,
+                                key: Some(
+                                    match d.add {
+                                        Members::V6(_) => "ipv6_addr",
+                                        _ => "ipv4_addr",
+                                    }
+                                    .into(),
+                                ),
+                                interval: true,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    Some((elements_plan(&self.table, sets), new))
+                }
+                Lowering::Optimized => {
+                    let mut old_maps = Vec::new();
+                    let mut basis: HashMap<&str, &Members> = HashMap::new();
+                    for (name, m) in recorded {
+                        match name.strip_prefix(BASIS) {
+                            Some(set) => {
+                                basis.insert(set, m);
+                            }
+                            None => old_maps.push(map_of(name, m)?),
                         }
-                        .into(),
-                    ),
-                })
-                .collect();
-            let table = self.table.clone();
-            Some(if sets.is_empty() {
-                NftPlan::Unchanged { table }
-            } else {
-                NftPlan::Elements { table, sets }
-            })
+                    }
+                    // A set's recorded members: unchanged, or what they were.
+                    let old_sets = |name: &str| -> Option<OldSet> {
+                        let now = &ruleset.sets.get(name)?.addrs;
+                        Some(match basis.get(name)? {
+                            Members::V4(r) if **r == *now.v4.ranges() => OldSet::Unchanged,
+                            Members::V6(r) if **r == *now.v6.ranges() => OldSet::Unchanged,
+                            Members::V4(r) => OldSet::Was(
+                                r.iter()
+                                    .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                                    .collect(),
+                            ),
+                            Members::V6(r) => OldSet::Was(r.to_vec()),
+                            _ => return None,
+                        })
+                    };
+                    let change = backend_nft::members::level1_after(ruleset, &old_sets, &old_maps)
+                        .ok()??;
+                    let sets = change
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            let map = change.maps.iter().find(|m| m.name == c.map)?;
+                            Some(backend_nft::SetDelta {
+                                set: c.map.clone(),
+                                add: backend_nft::members::map_elements(map, &c.add),
+                                delete: backend_nft::members::map_elements(map, &c.delete),
+                                key: Some(
+                                    match c.family {
+                                        Family::V4 => "ipv4_addr",
+                                        Family::V6 => "ipv6_addr",
+                                    }
+                                    .into(),
+                                ),
+                                interval: c.interval,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    let mut new: NamedMembers = change.maps.into_iter().map(map_members).collect();
+                    new.extend(ir_sets(ruleset, BASIS));
+                    Some((elements_plan(&self.table, sets), new))
+                }
+            }
         }
 
         fn with_members(state: &mut NftState, sets: &NamedMembers) -> bool {
-            sets.iter()
-                .all(|(name, m)| state.set_elements_to(name, elements(m)))
+            sets.iter().all(|(name, m)| {
+                if name.starts_with(BASIS) {
+                    return true;
+                }
+                match (elements(m), map_of(name, m)) {
+                    (Some(elems), _) => state.set_elements_to(name, elems),
+                    (None, Some(map)) => state.map_elements_to(
+                        name,
+                        backend_nft::members::map_elements(&map, &map.elems),
+                    ),
+                    (None, None) => false,
+                }
+            })
         }
 
         fn plan_kind(&self, plan: &NftPlan) -> PlanKind {

@@ -1206,7 +1206,7 @@ impl<B: HostBackend> Host<B> {
         {
             return Ok(None);
         }
-        let Some(view) = self.backend.members(ruleset) else {
+        let Some(structure) = self.backend.member_structure(ruleset) else {
             return Ok(None);
         };
         let Some(at) = self.backend.generation() else {
@@ -1222,7 +1222,7 @@ impl<B: HostBackend> Host<B> {
         };
         let Some(members_file) = record
             .members
-            .filter(|m| m.structure == view.structure)
+            .filter(|m| m.structure == structure)
             .map(|m| m.file)
         else {
             return Ok(None);
@@ -1238,29 +1238,11 @@ impl<B: HostBackend> Host<B> {
         let Ok(old) = self.state.members(&members_file) else {
             return Ok(None);
         };
-        if old.len() != view.sets.len() {
-            return Ok(None);
-        }
-        let mut deltas = Vec::new();
-        for ((old_name, old_members), (new_name, new_members)) in old.iter().zip(&view.sets) {
-            if old_name != new_name {
-                return Ok(None);
-            }
-            let Some((add, delete)) = members::delta(old_members, new_members) else {
-                return Ok(None);
-            };
-            if !add.is_empty() || !delete.is_empty() {
-                deltas.push(members::MemberDelta {
-                    set: new_name.to_string(),
-                    add,
-                    delete,
-                });
-            }
-        }
+        let planned = self.backend.members_plan(ruleset, &old);
         dispose(old);
-        Ok(self.backend.members_plan(&deltas).map(|plan| MembersPlan {
+        Ok(planned.map(|(plan, sets)| MembersPlan {
             plan,
-            view,
+            view: members::MemberSets { structure, sets },
             at,
             structure: record.structure,
             members_file,

@@ -20,13 +20,19 @@
 use std::borrow::Cow;
 
 /// The members of one set: sorted, disjoint, inclusive intervals of
-/// addresses of one family.
+/// addresses of one family; or the elements of one map: such intervals,
+/// each with a number the backend gives meaning to (the nft backend: the
+/// digest that names the chain an element of a verdict map jumps to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Members<'a> {
     /// IPv4 addresses.
     V4(Cow<'a, [(u32, u32)]>),
     /// IPv6 addresses.
     V6(Cow<'a, [(u128, u128)]>),
+    /// IPv4 addresses, each interval mapped to a number.
+    MapV4(Cow<'a, [(u32, u32, u64)]>),
+    /// IPv6 addresses, each interval mapped to a number.
+    MapV6(Cow<'a, [(u128, u128, u64)]>),
 }
 
 impl Members<'_> {
@@ -40,6 +46,8 @@ impl Members<'_> {
         match self {
             Members::V4(r) => r.len(),
             Members::V6(r) => r.len(),
+            Members::MapV4(r) => r.len(),
+            Members::MapV6(r) => r.len(),
         }
     }
 
@@ -81,11 +89,11 @@ pub struct MemberDelta {
 
 /// `(added, deleted)` from `old` to `new`, interval for interval (a
 /// widened interval is deleted and added again, as a set holds it);
-/// `None` when the families differ.
+/// `None` when the families (or kinds) differ.
 pub fn delta(old: &Members, new: &Members) -> Option<(Members<'static>, Members<'static>)> {
-    /// Intervals in the new list only, and in the old only.
-    type Diff<T> = (Vec<(T, T)>, Vec<(T, T)>);
-    fn diff<T: Ord + Copy>(old: &[(T, T)], new: &[(T, T)]) -> Diff<T> {
+    /// Elements in the new list only, and in the old only.
+    type Diff<T> = (Vec<T>, Vec<T>);
+    fn diff<T: Ord + Copy>(old: &[T], new: &[T]) -> Diff<T> {
         let (mut add, mut delete) = (Vec::new(), Vec::new());
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
@@ -120,16 +128,49 @@ pub fn delta(old: &Members, new: &Members) -> Option<(Members<'static>, Members<
             let (a, d) = diff(o, n);
             (Members::V6(Cow::Owned(a)), Members::V6(Cow::Owned(d)))
         }
+        (Members::MapV4(o), Members::MapV4(n)) => {
+            let (a, d) = diff(o, n);
+            (Members::MapV4(Cow::Owned(a)), Members::MapV4(Cow::Owned(d)))
+        }
+        (Members::MapV6(o), Members::MapV6(n)) => {
+            let (a, d) = diff(o, n);
+            (Members::MapV6(Cow::Owned(a)), Members::MapV6(Cow::Owned(d)))
+        }
         _ => return None,
     })
+}
+
+/// The element changes from `old` to `new`, set by set (sets with none
+/// left out); `None` when the two do not name the same sets in the same
+/// order with members of the same kinds.
+pub fn deltas(old: &NamedMembers, new: &NamedMembers) -> Option<Vec<MemberDelta>> {
+    if old.len() != new.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for ((old_name, old_members), (new_name, new_members)) in old.iter().zip(new) {
+        if old_name != new_name {
+            return None;
+        }
+        let (add, delete) = delta(old_members, new_members)?;
+        if !add.is_empty() || !delete.is_empty() {
+            out.push(MemberDelta {
+                set: new_name.to_string(),
+                add,
+                delete,
+            });
+        }
+    }
+    Some(out)
 }
 
 /// The first bytes of a members file.
 const MAGIC: &[u8] = b"microseg-members/1\n";
 
-/// The members file for `sets`: a header, then per set its name, family
-/// and intervals as little-endian integers (a few bytes per member where
-/// JSON takes tens, and read back without parsing text).
+/// The members file for `sets`: a header, then per set its name, kind
+/// (4, 6; a map: 14, 16) and intervals as little-endian integers, a map's
+/// with their number (a few bytes per member where JSON takes tens, and
+/// read back without parsing text).
 pub fn encode(sets: &[(Cow<str>, Members)]) -> Vec<u8> {
     let size: usize = sets
         .iter()
@@ -139,6 +180,8 @@ pub fn encode(sets: &[(Cow<str>, Members)]) -> Vec<u8> {
                 + match m {
                     Members::V4(r) => r.len() * 8,
                     Members::V6(r) => r.len() * 32,
+                    Members::MapV4(r) => r.len() * 16,
+                    Members::MapV6(r) => r.len() * 40,
                 }
         })
         .sum();
@@ -157,9 +200,30 @@ pub fn encode(sets: &[(Cow<str>, Members)]) -> Vec<u8> {
                 le(out, b);
             }
         }
+        /// Kind, count, then each interval's ends and number.
+        fn put_map<T: Copy>(
+            out: &mut Vec<u8>,
+            kind: u8,
+            r: &[(T, T, u64)],
+            le: impl Fn(&mut Vec<u8>, T),
+        ) {
+            out.push(kind);
+            out.extend_from_slice(&(r.len() as u64).to_le_bytes());
+            for &(a, b, n) in r {
+                le(out, a);
+                le(out, b);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
         match m {
             Members::V4(r) => put(&mut out, 4, r, |o, x| o.extend_from_slice(&x.to_le_bytes())),
             Members::V6(r) => put(&mut out, 6, r, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+            Members::MapV4(r) => put_map(&mut out, 14, r, |o, x| {
+                o.extend_from_slice(&x.to_le_bytes())
+            }),
+            Members::MapV6(r) => put_map(&mut out, 16, r, |o, x| {
+                o.extend_from_slice(&x.to_le_bytes())
+            }),
         }
     }
     out
@@ -193,10 +257,33 @@ pub fn decode(bytes: &[u8]) -> Result<NamedMembers<'static>, String> {
                 .map(|c| (end(&c[..width]), end(&c[width..])))
                 .collect())
         }
+        /// `n` intervals of ends `width` bytes wide, each with a number.
+        fn take_map<T>(
+            r: &mut Reader,
+            n: usize,
+            width: usize,
+            end: impl Fn(&[u8]) -> T,
+        ) -> Result<Vec<(T, T, u64)>, String> {
+            let size = n.checked_mul(2 * width + 8).ok_or("too many members")?;
+            Ok(r.take(size)?
+                .chunks_exact(2 * width + 8)
+                .map(|c| {
+                    let mut k = [0; 8];
+                    k.copy_from_slice(&c[2 * width..]);
+                    (
+                        end(&c[..width]),
+                        end(&c[width..2 * width]),
+                        u64::from_le_bytes(k),
+                    )
+                })
+                .collect())
+        }
         let members = match family {
             4 => Members::V4(Cow::Owned(take(&mut r, n, 4, le32)?)),
             6 => Members::V6(Cow::Owned(take(&mut r, n, 16, le128)?)),
-            f => return Err(format!("set {name}: unknown family {f}")),
+            14 => Members::MapV4(Cow::Owned(take_map(&mut r, n, 4, le32)?)),
+            16 => Members::MapV6(Cow::Owned(take_map(&mut r, n, 16, le128)?)),
+            f => return Err(format!("set {name}: unknown kind {f}")),
         };
         out.push((Cow::Owned(name), members));
     }
@@ -253,10 +340,20 @@ mod tests {
 
     #[test]
     fn decode_refuses_what_encode_does_not_write() {
-        let sets = vec![(
-            Cow::Borrowed("s_v6"),
-            Members::V6(Cow::Owned(vec![(0, 0), (7, u128::MAX)])),
-        )];
+        let sets = vec![
+            (
+                Cow::Borrowed("s_v6"),
+                Members::V6(Cow::Owned(vec![(0, 0), (7, u128::MAX)])),
+            ),
+            (
+                Cow::Borrowed("in4_range"),
+                Members::MapV4(Cow::Owned(vec![(1, 9, u64::MAX), (11, u32::MAX, 7)])),
+            ),
+            (
+                Cow::Borrowed("in6_single"),
+                Members::MapV6(Cow::Owned(vec![(5, 5, 3)])),
+            ),
+        ];
         let bytes = encode(&sets);
         assert_eq!(decode(&bytes).unwrap(), sets);
         for cut in 0..bytes.len() {

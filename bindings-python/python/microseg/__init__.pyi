@@ -233,6 +233,7 @@ class Host:
         role: Optional[str] = None,
         host: Optional[str] = None,
         optimize: bool = False,
+        lowering: Optional[str] = None,
     ) -> ApplyReport:
         """``apply(..., dry_run=True)``: the plan, nothing changed."""
     def apply(
@@ -249,8 +250,11 @@ class Host:
         sysctl_file: Union[bool, StrPath] = True,
         refresh: bool = False,
         optimize: bool = False,
+        lowering: Optional[str] = None,
     ) -> ApplyReport:
-        """Makes this host's firewall match the policy. Releases the GIL."""
+        """Makes this host's firewall match the policy. Releases the GIL.
+        ``lowering`` (nftables): ``"optimized"`` (the default) or ``"plain"``;
+        ``optimize=True`` is the same as ``lowering="optimized"``."""
     def confirm(self, table: Optional[str] = None) -> Dict[str, Any]:
         """Keeps a change applied with ``confirm_timeout``."""
     def rollback(self, table: Optional[str] = None) -> Dict[str, Any]:

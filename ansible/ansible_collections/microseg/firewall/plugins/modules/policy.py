@@ -91,13 +91,22 @@ options:
         set members changed by hand are then reported by C(microseg status), not undone.
     type: bool
     default: false
+  lowering:
+    description:
+      - O(backend=nftables) only. How the rules are laid out.
+      - V(optimized) (the default) installs verdict maps over an exact partition of
+        the addresses, so that a new connection meets a bounded number of rules and
+        lookups whatever the number of flows and hosts.
+      - V(plain) installs one rule per flow and direction with named address sets
+        (what C(microseg compile) prints by default).
+      - Both take a membership change as additions and deletions of elements
+        (counters and established connections untouched).
+    type: str
+    choices: [optimized, plain]
   optimize:
     description:
-      - O(backend=nftables) only. Install the optimised lowering, verdict maps over an
-        exact partition of the addresses, so that a new connection meets a bounded
-        number of rules and lookups whatever the number of flows and hosts.
-      - Its maps are inline, so a membership change replaces the table instead of
-        adding and deleting set elements (counters restart then).
+      - O(backend=nftables) only. The same as O(lowering=optimized), the default;
+        kept for playbooks written when it was not.
     type: bool
     default: false
   state_dir:
@@ -237,10 +246,19 @@ def normalize_nft_text(text: Optional[str]) -> str:
     """An nft ruleset in one canonical text, so that microseg's rendering and the
     kernel's listing (``nft -s list table``) of the same ruleset compare equal:
     comments, blank lines and the replace preamble dropped, element lists on one
-    line, anonymous set members sorted, nft's default ``burst 5 packets`` dropped."""
+    line and sorted (a hash map lists in bucket order), anonymous set members sorted,
+    nft's default ``burst 5 packets`` dropped."""
     if not text:
         return ""
-    text = _ELEMENTS.sub(lambda m: "elements = { " + " ".join(m.group(1).split()) + " }", text)
+    # Element lists in sorted order (a hash set lists in bucket order).
+    text = _ELEMENTS.sub(
+        lambda m: "elements = { "
+        + ", ".join(sorted(" ".join(x.split()) for x in m.group(1).split(",")))
+        + " }",
+        text,
+    )
+    # Long anonymous sets and maps continue on the next lines.
+    text = re.sub(r",\s*\n\s*", ", ", text)
     out: List[str] = []
     depth = 0
     for raw in text.splitlines():
@@ -334,6 +352,15 @@ def _absent(module: AnsibleModule, host: Any, policy: Optional[Any]) -> None:
     module.exit_json(**result)
 
 
+def _lowering(p: Dict[str, Any]) -> Optional[str]:
+    """The lowering asked for (None: the backend's default, or not nftables)."""
+    if p["backend"] != "nftables":
+        return None
+    if p["optimize"]:
+        return "optimized"
+    return p["lowering"]
+
+
 def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
     p = module.params
     try:
@@ -346,7 +373,7 @@ def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
             dry_run=module.check_mode,
             force=p["force"],
             refresh=p["refresh"],
-            optimize=p["optimize"],
+            lowering=_lowering(p),
             confirm_timeout=p["confirm_timeout"],
             persist=_persist(p, "persist_path"),
             sysctl_file=_persist(p, "sysctl_file"),
@@ -356,7 +383,9 @@ def _present(module: AnsibleModule, host: Any, policy: Any) -> None:
         if module._diff:
             if module.check_mode:
                 after = (
-                    policy.compile(format="nft", optimize=p["optimize"], **kw)
+                    policy.compile(
+                        format="nft", optimize=_lowering(p) != "plain", **kw
+                    )
                     if p["backend"] == "nftables"
                     else None
                 )
@@ -403,6 +432,7 @@ def main() -> None:
             "force": {"type": "bool", "default": False},
             "refresh": {"type": "bool", "default": False},
             "optimize": {"type": "bool", "default": False},
+            "lowering": {"type": "str", "choices": ["optimized", "plain"]},
             "state_dir": {"type": "path"},
             "persist": {"type": "bool", "default": True},
             "persist_path": {"type": "path"},
@@ -418,6 +448,12 @@ def main() -> None:
     p = module.params
     if p["confirm_timeout"] is not None and p["confirm_timeout"] <= 0:
         module.fail_json(msg="confirm_timeout must be a number of seconds > 0")
+    if p["backend"] != "nftables" and (p["optimize"] or p["lowering"]):
+        module.fail_json(
+            msg="lowering and optimize are choices of backend=nftables; firewalld has its own objects"
+        )
+    if p["optimize"] and p["lowering"] == "plain":
+        module.fail_json(msg="optimize asks for lowering=optimized, not plain: give one of them")
     try:
         host = microseg.Host(backend=p["backend"], state_dir=p["state_dir"])
     except microseg.MicrosegError as e:
