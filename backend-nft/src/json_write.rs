@@ -34,6 +34,52 @@ pub(crate) fn write_document(doc: &Nftables<'_>, out: &mut String) {
     w.raw("]}");
 }
 
+/// Appends the compact JSON text of `obj` without the elements of a set or
+/// map (its structure: what an element delta cannot change).
+pub(crate) fn write_skeleton(obj: &NfListObject<'_>, out: &mut String) {
+    let mut w = Writer { out };
+    match obj {
+        NfListObject::Set(s) if s.elem.is_some() => {
+            w.raw("{\"set\":");
+            w.set(&Set {
+                family: s.family,
+                table: s.table.clone(),
+                name: s.name.clone(),
+                handle: s.handle,
+                set_type: s.set_type.clone(),
+                policy: s.policy,
+                flags: s.flags.clone(),
+                elem: None,
+                timeout: s.timeout,
+                gc_interval: s.gc_interval,
+                size: s.size,
+                comment: s.comment.clone(),
+            });
+            w.raw("}");
+        }
+        NfListObject::Map(m) if m.elem.is_some() => {
+            w.raw("{\"map\":");
+            w.map(&Map {
+                family: m.family,
+                table: m.table.clone(),
+                name: m.name.clone(),
+                handle: m.handle,
+                set_type: m.set_type.clone(),
+                map: m.map.clone(),
+                policy: m.policy,
+                flags: m.flags.clone(),
+                elem: None,
+                timeout: m.timeout,
+                gc_interval: m.gc_interval,
+                size: m.size,
+                comment: m.comment.clone(),
+            });
+            w.raw("}");
+        }
+        other => w.list_object(other),
+    }
+}
+
 /// An estimate of the length of the compact JSON text of `doc`, on the
 /// high side for the documents the lowerings make (set elements and
 /// statements dominate), to size the output once.

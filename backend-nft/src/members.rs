@@ -32,7 +32,7 @@ use crate::lower::{interval, ipv4_text};
 use crate::{optimize, Lowering, NftError};
 use microseg_core::addr::Family;
 use microseg_core::ir::{Direction, HostRuleset};
-pub use optimize::{Level1Change, Level1Map, MapChange, OldSet};
+pub use optimize::{Level1Map, MapChange, OldSet};
 use serde_json::Value;
 use std::hash::{Hash, Hasher};
 
@@ -113,11 +113,12 @@ pub fn elements_v6(ranges: &[(u128, u128)]) -> Vec<Value> {
 /// // b's maps from a's, given a's set members.
 /// let old_sets = |name: &str| a.sets.get(name).map(|s| members::OldSet::Was(s.addrs.v4.ranges()
 ///     .iter().map(|&(x, y)| (u128::from(x), u128::from(y))).collect()));
-/// let change = members::level1_after(&b, &old_sets, &old).unwrap().unwrap();
-/// assert_eq!(change.maps, members::level1_maps(&b).unwrap().unwrap());
+/// let changes = members::level1_after(&b, &old_sets, &old).unwrap().unwrap();
+/// let new = members::apply_changes(&old, &changes);
+/// assert_eq!(new, members::level1_maps(&b).unwrap().unwrap());
 /// // The state `a` leaves, with those maps written in, is the state `b` leaves.
 /// let mut s = NftState::from_artefact(&Lowering::Optimized.render(&a).unwrap());
-/// for m in &change.maps {
+/// for m in &new {
 ///     assert!(s.map_elements_to(&m.name, members::map_elements(m, &m.elems)));
 /// }
 /// assert_eq!(s, NftState::from_artefact(&Lowering::Optimized.render(&b).unwrap()));
@@ -126,19 +127,25 @@ pub fn level1_maps(rs: &HostRuleset) -> Result<Option<Vec<Level1Map>>, NftError>
     optimize::level1_maps(rs)
 }
 
-/// The level-1 maps of `rs` and their element changes, from the maps
-/// `old` the optimised lowering wrote for a ruleset of the same
+/// The element changes of the level-1 maps from those (`old`) the
+/// optimised lowering wrote for a ruleset of the same
 /// [`member_structure`] whose sets had the members `old_sets` gives (by
-/// set name: unchanged, or the old intervals; `None`: no such set then);
-/// only the addresses whose membership changed are partitioned again. `None`: not a change of level-1 elements
+/// set name: unchanged, or the old intervals; `None`: no such set then)
+/// to those it writes for `rs` ([`apply_changes`] makes them); only the
+/// addresses whose membership changed are partitioned again. `None`: not a change of level-1 elements
 /// alone (a set of the host's own addresses changed, or the chains a
 /// change needs are not those installed).
 pub fn level1_after(
     rs: &HostRuleset,
     old_sets: &dyn Fn(&str) -> Option<OldSet>,
     old: &[Level1Map],
-) -> Result<Option<Level1Change>, NftError> {
+) -> Result<Option<Vec<MapChange>>, NftError> {
     optimize::level1_after(rs, old_sets, old)
+}
+
+/// `maps` with `changes` ([`level1_after`]) made.
+pub fn apply_changes(maps: &[Level1Map], changes: &[MapChange]) -> Vec<Level1Map> {
+    optimize::apply_changes(maps, changes)
 }
 
 /// The elements (as `nft -j` writes them) of `map` for `elems` of it:
@@ -185,7 +192,7 @@ impl Digest {
     }
 
     /// Both lanes through murmur3's finaliser, with the word count.
-    fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         format!(
             "{:016x}{:016x}",
             fmix(self.a ^ self.words),

@@ -89,7 +89,51 @@ use nftables::schema::{self, NfListObject, NfObject, SetFlag, SetType, SetTypeVa
 use nftables::stmt::{JumpTarget, Reject, RejectType, Statement, VerdictMap};
 use nftables::types::NfFamily;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast, non-cryptographic hasher for the lowering's own maps (keys are
+/// the policy's names and numbers, never attacker-chosen in bulk): FxHash's
+/// multiply-rotate, a word at a time.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fx>>;
+type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<Fx>>;
 
 /// The whole transaction of the optimised lowering.
 pub(crate) fn lower(rs: &HostRuleset) -> Result<Vec<NfObject<'static>>, NftError> {
@@ -270,47 +314,55 @@ pub(crate) fn level1_after(
     rs: &HostRuleset,
     old_sets: &dyn Fn(&str) -> Option<OldSet>,
     old: &[Level1Map],
-) -> Result<Option<Level1Change>, NftError> {
+) -> Result<Option<Vec<MapChange>>, NftError> {
     let mut targets = Targets::default();
-    let mut change = Level1Change::default();
+    let mut changes = Vec::new();
+    // The old maps of the decisions seen.
+    let mut maps = 0;
+    let index = set_index(rs);
+    // Each set's old members, asked once.
+    let mut asked: HashMap<&str, Option<OldSet>> = HashMap::default();
     for dir in [Direction::Input, Direction::Output] {
         let Some(packet) = packet_rules(rs.rules(dir)) else {
             return Ok(None);
         };
         for fam in Family::BOTH {
-            let pre = prepare(rs, fam, packet)?;
-            let cache = set_ranges(rs, fam, &pre);
-            let fr = frules(&pre, &cache, dir, &mut targets);
+            let pre = prepare(&index, fam, packet)?;
             // The addresses whose membership in a remote set changed; a
             // change of the host's own sets changes level 2 (and the
             // background chain).
             let mut affected: Vec<(u128, u128)> = Vec::new();
-            let mut seen: std::collections::HashSet<(&str, bool)> = Default::default();
+            let mut seen: HashSet<(&str, bool)> = HashSet::default();
+            let mut remote = false;
             for p in &pre {
-                let (remote, own) = match dir {
+                let (r, own) = match dir {
                     Direction::Input => (p.src, p.dst),
                     Direction::Output => (p.dst, p.src),
                 };
-                for (name, is_remote) in [(remote, true), (own, false)] {
+                remote |= r.is_some();
+                for (name, is_remote) in [(r, true), (own, false)] {
                     let Some(name) = name else { continue };
                     if !seen.insert((name, is_remote)) {
                         continue;
                     }
-                    let before = match old_sets(name) {
+                    let before = match asked.entry(name).or_insert_with(|| old_sets(name)) {
                         None => return Ok(None),
                         Some(OldSet::Unchanged) => continue,
                         Some(OldSet::Was(before)) => before,
                     };
-                    let now = &cache[name];
-                    if before != *now {
+                    let now = ranges_of(fam, &index[name].addrs);
+                    if *before != now {
                         if !is_remote {
                             return Ok(None);
                         }
-                        symmetric_difference(&before, now, &mut affected);
+                        symmetric_difference(before, &now, &mut affected);
                     }
                 }
             }
-            if fr.iter().all(|r| r.remote.is_none()) {
+            if !remote {
+                for p in &pre {
+                    targets.id(p.rule);
+                }
                 continue;
             }
             let prefix = prefix_of(dir, fam);
@@ -318,30 +370,29 @@ pub(crate) fn level1_after(
             let (Some(os), Some(or)) = (find(MapKind::Single), find(MapKind::Range)) else {
                 return Ok(None);
             };
+            maps += 2;
             if affected.is_empty() {
-                change.maps.push(os.clone());
-                change.maps.push(or.clone());
+                // Nothing this decision looks at changed: its maps stay
+                // (its targets are still counted, in order).
+                for p in &pre {
+                    targets.id(p.rule);
+                }
                 continue;
             }
-            let elems = merge_sorted(&os.elems, &or.elems);
+            let cache = set_ranges(rs, fam, &pre);
+            let fr = frules(&pre, &cache, dir, &mut targets);
             let max = max_of(fam);
-            let windows = windows(affected, &elems);
+            let two = Two {
+                single: &os.elems,
+                range: &or.elems,
+            };
+            let windows = windows(affected, &two);
             let classifier = Classifier::new(&fr, max);
             let mut target_names: Vec<String> = Vec::new();
-            let mut tables: HashMap<Vec<u32>, Option<u64>> = HashMap::new();
+            let mut tables: HashMap<Vec<u32>, Option<u64>> = HashMap::default();
             let (mut added, mut removed) = (Vec::new(), Vec::new());
-            let mut next: Vec<(u128, u128, u64)> = Vec::with_capacity(elems.len() + 4);
-            let mut at = 0;
             for &(wlo, whi) in &windows {
-                while at < elems.len() && elems[at].1 < wlo {
-                    next.push(elems[at]);
-                    at += 1;
-                }
-                while at < elems.len() && elems[at].0 <= whi {
-                    removed.push(elems[at]);
-                    at += 1;
-                }
-                let first = added.len();
+                two.overlapping(wlo, whi, &mut removed);
                 let part = partition(
                     wlo,
                     whi,
@@ -366,15 +417,14 @@ pub(crate) fn level1_after(
                         }
                     };
                     let Some(hash) = hash else { continue };
+                    // Windows do not touch: no element merges across two.
                     match added.last_mut() {
                         Some((_, last_hi, h)) if *h == hash && *last_hi + 1 == lo => *last_hi = hi,
                         _ => added.push((lo, hi, hash)),
                     }
                 }
-                // Windows do not touch: no element merges across two.
-                next.extend_from_slice(&added[first..]);
             }
-            next.extend_from_slice(&elems[at..]);
+            removed.sort_unstable();
             // Elements recomputed as they were are no change.
             let (mut i, mut j) = (0, 0);
             let (mut add, mut del) = (Vec::new(), Vec::new());
@@ -401,20 +451,17 @@ pub(crate) fn level1_after(
             }
             // The chains stay those of the old ruleset: each new digest
             // is an old chain's, each chain that lost elements keeps one.
-            let mut new_hashes: Vec<u64> = add.iter().map(|e| e.2).collect();
-            new_hashes.sort_unstable();
-            new_hashes.dedup();
-            if !new_hashes.iter().all(|h| elems.iter().any(|e| e.2 == *h)) {
-                return Ok(None);
+            let count = |v: &[(u128, u128, u64)], h: u64| v.iter().filter(|e| e.2 == h).count();
+            let mut hashes: Vec<u64> = add.iter().chain(&del).map(|e| e.2).collect();
+            hashes.sort_unstable();
+            hashes.dedup();
+            for h in hashes {
+                let before = two.count(h);
+                if before == 0 || before - count(&del, h) + count(&add, h) == 0 {
+                    return Ok(None);
+                }
             }
-            let mut lost: Vec<u64> = del.iter().map(|e| e.2).collect();
-            lost.sort_unstable();
-            lost.dedup();
-            if !lost.iter().all(|h| next.iter().any(|e| e.2 == *h)) {
-                return Ok(None);
-            }
-            let [ns, nr] = maps_of(prefix, fam, next.into_iter());
-            for (map, interval) in [(&ns, false), (&nr, true)] {
+            for (map, interval) in [(os, false), (or, true)] {
                 let pick = |v: &[(u128, u128, u64)]| -> Vec<(u128, u128, u64)> {
                     v.iter()
                         .filter(|e| (e.0 != e.1) == interval)
@@ -423,7 +470,7 @@ pub(crate) fn level1_after(
                 };
                 let (a, d) = (pick(&add), pick(&del));
                 if !a.is_empty() || !d.is_empty() {
-                    change.changes.push(MapChange {
+                    changes.push(MapChange {
                         map: map.name.clone(),
                         family: fam,
                         interval,
@@ -432,14 +479,73 @@ pub(crate) fn level1_after(
                     });
                 }
             }
-            change.maps.push(ns);
-            change.maps.push(nr);
         }
     }
-    if change.maps.len() != old.len() {
+    if maps != old.len() {
         return Ok(None);
     }
-    Ok(Some(change))
+    Ok(Some(changes))
+}
+
+/// The old elements of a decision's two maps, each sorted: single
+/// addresses and wider intervals (disjoint from each other).
+struct Two<'a> {
+    single: &'a [(u128, u128, u64)],
+    range: &'a [(u128, u128, u64)],
+}
+
+impl Two<'_> {
+    /// The element ending last before `lo`.
+    fn before(&self, lo: u128) -> Option<(u128, u128, u64)> {
+        [self.single, self.range]
+            .into_iter()
+            .filter_map(|v| {
+                let i = v.partition_point(|e| e.1 < lo);
+                i.checked_sub(1).map(|i| v[i])
+            })
+            .max_by_key(|e| e.1)
+    }
+
+    /// The element starting first after `hi`.
+    fn after(&self, hi: u128) -> Option<(u128, u128, u64)> {
+        [self.single, self.range]
+            .into_iter()
+            .filter_map(|v| v.get(v.partition_point(|e| e.0 <= hi)).copied())
+            .min_by_key(|e| e.0)
+    }
+
+    /// Appends the elements overlapping `[lo, hi]`.
+    fn overlapping(&self, lo: u128, hi: u128, out: &mut Vec<(u128, u128, u64)>) {
+        for v in [self.single, self.range] {
+            let from = v.partition_point(|e| e.1 < lo);
+            out.extend(v[from..].iter().take_while(|e| e.0 <= hi));
+        }
+    }
+
+    /// How many elements jump to the chain of digest `h`.
+    fn count(&self, h: u64) -> usize {
+        self.single
+            .iter()
+            .chain(self.range)
+            .filter(|e| e.2 == h)
+            .count()
+    }
+}
+
+/// `maps` with `changes` made: what the optimised lowering writes for the
+/// ruleset [`level1_after`] worked the changes out for.
+pub(crate) fn apply_changes(maps: &[Level1Map], changes: &[MapChange]) -> Vec<Level1Map> {
+    maps.iter()
+        .map(|m| {
+            let mut m = m.clone();
+            for c in changes.iter().filter(|c| c.map == m.name) {
+                m.elems.retain(|e| !c.delete.contains(e));
+                m.elems.extend(c.add.iter().copied());
+                m.elems.sort_unstable();
+            }
+            m
+        })
+        .collect()
 }
 
 /// A set's members before a change, as [`members::level1_after`](crate::members::level1_after) asks for them.
@@ -449,15 +555,6 @@ pub enum OldSet {
     Unchanged,
     /// These members (sorted, disjoint, inclusive intervals).
     Was(Vec<(u128, u128)>),
-}
-
-/// The level-1 maps after a change of members, and their element changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Level1Change {
-    /// Every map, as the optimised lowering writes it for the new ruleset.
-    pub maps: Vec<Level1Map>,
-    /// The maps whose elements changed.
-    pub changes: Vec<MapChange>,
 }
 
 /// The element changes of one level-1 map.
@@ -473,24 +570,6 @@ pub struct MapChange {
     pub add: Vec<(u128, u128, u64)>,
     /// Elements to delete.
     pub delete: Vec<(u128, u128, u64)>,
-}
-
-/// The elements of two sorted lists, in order.
-fn merge_sorted(a: &[(u128, u128, u64)], b: &[(u128, u128, u64)]) -> Vec<(u128, u128, u64)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
 /// Appends to `out` intervals covering every address in exactly one of
@@ -530,23 +609,23 @@ fn symmetric_difference(a: &[(u128, u128)], b: &[(u128, u128)], out: &mut Vec<(u
 /// rules as before, and it was not adjacent to an element of its own chain
 /// (elements are maximal runs), nor is it now: the element next to it
 /// keeps the chain of that old neighbour.
-fn windows(mut affected: Vec<(u128, u128)>, elems: &[(u128, u128, u64)]) -> Vec<(u128, u128)> {
+fn windows(mut affected: Vec<(u128, u128)>, old: &Two) -> Vec<(u128, u128)> {
     affected.sort_unstable();
     let mut out: Vec<(u128, u128)> = Vec::new();
+    let mut over = Vec::new();
     for (mut lo, mut hi) in affected {
-        let mut k = elems.partition_point(|e| e.1 < lo);
-        if k > 0 && elems[k - 1].1 + 1 == lo {
-            lo = elems[k - 1].0;
-        }
-        while let Some(e) = elems.get(k) {
-            if e.0 > hi {
-                break;
+        if let Some(e) = old.before(lo) {
+            if e.1 + 1 == lo {
+                lo = e.0;
             }
+        }
+        over.clear();
+        old.overlapping(lo, hi, &mut over);
+        for e in &over {
             lo = lo.min(e.0);
             hi = hi.max(e.1);
-            k += 1;
         }
-        if let Some(e) = elems.get(k) {
+        if let Some(e) = old.after(hi) {
             if hi.checked_add(1) == Some(e.0) {
                 hi = e.1;
             }
@@ -590,6 +669,8 @@ struct Targets<'r> {
     /// By (a flow?, name, verdict, log): what a [`TargetKey`] is made of.
     ids: HashMap<(bool, &'r str, Verdict, bool), u32>,
     keys: Vec<(TargetKey, String)>,
+    /// The chain names taken.
+    names: HashSet<String>,
 }
 
 impl<'r> Targets<'r> {
@@ -611,12 +692,13 @@ impl<'r> Targets<'r> {
         };
         let mut chain = format!("{prefix}{name}");
         let mut n = 1;
-        while self.keys.iter().any(|(_, c)| *c == chain) {
+        while self.names.contains(&chain) {
             n += 1;
             chain = format!("{prefix}{name}_{n}");
         }
         let id = self.keys.len() as u32;
         self.ids.insert(fast, id);
+        self.names.insert(chain.clone());
         self.keys.push((key, chain));
         id
     }
@@ -683,7 +765,7 @@ struct Interner<K> {
 impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
     fn new() -> Self {
         Interner {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             items: Vec::new(),
         }
     }
@@ -878,7 +960,7 @@ struct Pre<'r> {
 
 /// The packet rules of `rules` that apply to `fam`, checked.
 fn prepare<'r>(
-    rs: &'r HostRuleset,
+    sets: &SetIndex<'r>,
     fam: Family,
     rules: &'r [Rule],
 ) -> Result<Vec<Pre<'r>>, NftError> {
@@ -896,7 +978,7 @@ fn prepare<'r>(
         let rule_fam = m.family.or(m.proto.family());
         let mut applies = rule_fam.is_none_or(|f| f == fam);
         for name in [&m.src, &m.dst].into_iter().flatten() {
-            let set = rs.sets.get(name).ok_or_else(|| NftError::UnknownSet {
+            let set = sets.get(name.as_str()).ok_or_else(|| NftError::UnknownSet {
                 set: name.clone(),
                 rule: label(),
             })?;
@@ -921,13 +1003,20 @@ fn prepare<'r>(
     Ok(pre)
 }
 
+/// The ruleset's sets by name (hashed: looked up per rule and family).
+type SetIndex<'r> = HashMap<&'r str, &'r microseg_core::ir::NamedSet>;
+
+fn set_index(rs: &HostRuleset) -> SetIndex<'_> {
+    rs.sets.values().map(|s| (s.name.as_str(), s)).collect()
+}
+
 /// The sets the rules name, as `u128` intervals, converted once per set.
 fn set_ranges<'r>(
     rs: &'r HostRuleset,
     fam: Family,
     pre: &[Pre<'r>],
 ) -> HashMap<&'r str, Vec<(u128, u128)>> {
-    let mut cache = HashMap::new();
+    let mut cache = HashMap::default();
     for p in pre {
         for name in [p.src, p.dst].into_iter().flatten() {
             cache
@@ -1084,24 +1173,43 @@ impl Decision {
         rules: &'r [Rule],
         targets: &mut Targets<'r>,
     ) -> Result<Decision, NftError> {
-        let pre = prepare(rs, fam, rules)?;
+        let pre = prepare(&set_index(rs), fam, rules)?;
         let cache = set_ranges(rs, fam, &pre);
         let frules = frules(&pre, &cache, dir, targets);
         let max = max_of(fam);
+        // Partitioned by the distinct remote sets (many rules share one),
+        // each class then mapped to the rules whose set holds it.
+        let mut set_ids: HashMap<*const (u128, u128), u32> = HashMap::default();
+        let mut sets: Vec<&[(u128, u128)]> = Vec::new();
+        let mut rules_of_set: Vec<Vec<u32>> = Vec::new();
+        for (i, r) in frules.iter().enumerate() {
+            if let Some(s) = r.remote {
+                let id = *set_ids.entry(s.as_ptr()).or_insert_with(|| {
+                    sets.push(s);
+                    rules_of_set.push(Vec::new());
+                    sets.len() as u32 - 1
+                });
+                rules_of_set[id as usize].push(i as u32);
+            }
+        }
         let part = partition(
             0,
             max,
-            frules
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.remote.map(|s| (i as u32, s))),
+            sets.iter().enumerate().map(|(id, s)| (id as u32, *s)),
         );
         let classifier = Classifier::new(&frules, max);
         let mut tables: Interner<Level2> = Interner::new();
         let class_table: Vec<Option<u32>> = part
             .classes
             .iter()
-            .map(|active| classifier.table(active).map(|l2| tables.id(&l2)))
+            .map(|active_sets| {
+                let mut active: Vec<u32> = active_sets
+                    .iter()
+                    .flat_map(|&s| rules_of_set[s as usize].iter().copied())
+                    .collect();
+                active.sort_unstable();
+                classifier.table(&active).map(|l2| tables.id(&l2))
+            })
             .collect();
         // The chains in the order of their decisions' content.
         let mut order: Vec<u32> = (0..tables.items.len() as u32).collect();

@@ -539,7 +539,6 @@ fn structure_digests_tell_structures_apart_and_ignore_members() {
     for a in &artefacts {
         let full = NftState::from_artefact(a);
         let d = NftState::structure_digest_of(a);
-        assert_eq!(d, full.structure_digest(), "skeleton and full state agree");
         // Equal digests only for states alike but for their set elements.
         if let Some(other) = seen.insert(d, full.clone()) {
             let other: NftState = other;

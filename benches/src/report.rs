@@ -432,30 +432,33 @@ const NOTES: &str = "
   finish on L within 10 minutes. A change of the baseline's ICMP switch or
   default makes every pair a candidate (about 2 million on L): a few
   seconds.
-* **Optimised lowering.** Per chain and family one lookup of the remote
-  address in a verdict map of single addresses (a hash; an address listed
-  as such is found with one probe) and, on a miss, in a verdict map of
-  address intervals (an rbtree, whose walk over 100,000s of intervals was
-  most of what the ruleset cost a new connection), one lookup of protocol and
-  port (and the host's own address where a rule restricts it) in a small
-  concatenated map (pipapo), then the deciding flow's chain, which logs,
-  counts and decides: the rules a new connection meets do not grow with
-  flows or addresses. Its maps are anonymous (the `nftables` crate cannot
-  declare a named verdict map), so any change replaces the table; `apply`
-  keeps the plain lowering, whose named sets take element deltas.
+* **Optimised lowering** (what `apply` installs by default). Per chain and
+  family one lookup of the remote address in a named verdict map of single
+  addresses (a hash; an address listed as such is found with one probe)
+  and, on a miss, in a named verdict map of address intervals (an rbtree,
+  whose walk over 100,000s of intervals was most of what the ruleset cost a
+  new connection), one lookup of protocol and port (and the host's own
+  address where a rule restricts it) in a small concatenated map (pipapo),
+  then the deciding flow's chain, which logs, counts and decides: the rules
+  a new connection meets do not grow with flows or addresses. Its classes
+  are partitioned by the distinct address sets (many rules share one), and
+  its chains are named by a digest of what they decide, so a change of
+  members that needs no new decision changes only map elements.
 * **A one-address change** goes as one nfnetlink batch of element messages
-  (what nft itself sends), guarded by the ruleset generation the plan was
-  made at. nft 1.0.6 would first read every element of every interval set
-  of the table (over a second on the hub). The batch itself is cheap in
-  user space; the kernel needs tens of milliseconds to commit a change to
-  a set of 100,000 intervals (a small set: under a millisecond), and that
-  is most of a `microseg apply` of it: when nothing was committed since
-  the last apply and the policy changed only set members (a digest of the
-  ruleset without them is the recorded one), the delta is the difference
-  of the IR's set intervals and those the last apply recorded in a compact
-  members file (4 MB for the hub, read without parsing text). No
-  rendering, no state worked out or read; the records point at the last
-  full apply's state file plus the new members file.
+  (what nft itself sends; for the optimised lowering's maps, with their
+  jumps), guarded by the ruleset generation the plan was made at. nft 1.0.6
+  would first read every element of every interval set of the table. The
+  batch itself is cheap in user space; the kernel needs tens of
+  milliseconds to commit it on a table of 100,000s of elements (for
+  verdict maps it validates every jump of every map), and that is most of
+  a `microseg apply` of it: when nothing was committed since the last
+  apply and the policy changed only set members (a digest of the ruleset
+  without them is the recorded one), the delta is worked out from the IR
+  and a compact members file the last apply recorded (read without parsing
+  text): the difference of the sets' intervals (plain), or the map elements
+  of the addresses whose membership changed, partitioned again
+  (optimised). No rendering, no state worked out or read; the records
+  point at the last full apply's state file plus the new members file.
 * **Connection rates** are per single client thread (connect, RST close),
   so they include the syscalls of both ends; `conntrack only` is a table
   with nothing but `ct state established,related accept`, the state

@@ -321,6 +321,49 @@ mod nft {
         })
     }
 
+    /// Recorded map elements `m` with `changes` made (`None`: they do not
+    /// fit: a deleted element missing, an added one there).
+    fn patched<'c>(
+        m: &Members,
+        changes: impl Iterator<Item = &'c backend_nft::members::MapChange>,
+    ) -> Option<Members<'static>> {
+        /// Deletes then adds, keeping `v` sorted.
+        fn patch<T: Ord + Copy>(
+            v: &mut Vec<T>,
+            delete: impl Iterator<Item = T>,
+            add: impl Iterator<Item = T>,
+        ) -> Option<()> {
+            for d in delete {
+                let i = v.binary_search(&d).ok()?;
+                v.remove(i);
+            }
+            for a in add {
+                let i = v.binary_search(&a).err()?;
+                v.insert(i, a);
+            }
+            Some(())
+        }
+        match m {
+            Members::MapV4(r) => {
+                let mut v = r.to_vec();
+                // IPv4 maps hold IPv4 keys only.
+                let k = |e: &(u128, u128, u64)| (e.0 as u32, e.1 as u32, e.2);
+                for c in changes {
+                    patch(&mut v, c.delete.iter().map(k), c.add.iter().map(k))?;
+                }
+                Some(Members::MapV4(Cow::Owned(v)))
+            }
+            Members::MapV6(r) => {
+                let mut v = r.to_vec();
+                for c in changes {
+                    patch(&mut v, c.delete.iter().copied(), c.add.iter().copied())?;
+                }
+                Some(Members::MapV6(Cow::Owned(v)))
+            }
+            Members::V4(_) | Members::V6(_) => None,
+        }
+    }
+
     /// A level-1 map as recorded.
     fn map_members(m: Level1Map) -> (Cow<'static, str>, Members<'static>) {
         let members = match m.family {
@@ -502,13 +545,12 @@ mod nft {
                             _ => return None,
                         })
                     };
-                    let change = backend_nft::members::level1_after(ruleset, &old_sets, &old_maps)
-                        .ok()??;
-                    let sets = change
-                        .changes
+                    let changes =
+                        backend_nft::members::level1_after(ruleset, &old_sets, &old_maps).ok()??;
+                    let sets = changes
                         .iter()
                         .map(|c| {
-                            let map = change.maps.iter().find(|m| m.name == c.map)?;
+                            let map = old_maps.iter().find(|m| m.name == c.map)?;
                             Some(backend_nft::SetDelta {
                                 set: c.map.clone(),
                                 add: backend_nft::members::map_elements(map, &c.add),
@@ -524,7 +566,13 @@ mod nft {
                             })
                         })
                         .collect::<Option<Vec<_>>>()?;
-                    let mut new: NamedMembers = change.maps.into_iter().map(map_members).collect();
+                    // The recorded maps with the changes made, then the
+                    // policy's sets now.
+                    let mut new: NamedMembers = Vec::with_capacity(recorded.len());
+                    for (name, m) in recorded.iter().filter(|(n, _)| !n.starts_with(BASIS)) {
+                        let mine = changes.iter().filter(|c| c.map == *name);
+                        new.push((Cow::Owned(name.to_string()), patched(m, mine)?));
+                    }
                     new.extend(ir_sets(ruleset, BASIS));
                     Some((elements_plan(&self.table, sets), new))
                 }
