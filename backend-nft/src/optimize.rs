@@ -379,8 +379,49 @@ pub(crate) fn level1_after(
                 }
                 continue;
             }
-            let cache = set_ranges(rs, fam, &pre);
-            let fr = frules(&pre, &cache, dir, &mut targets);
+            // Own sets as intervals (level 2 reads them); remote sets are
+            // read where they meet a window, in their own form.
+            let mut own_sets: HashMap<&str, Vec<(u128, u128)>> = HashMap::default();
+            let mut remote_ids: HashMap<&str, u32> = HashMap::default();
+            let mut remote_sets: Vec<&str> = Vec::new();
+            let mut rules_of_set: Vec<Vec<u32>> = Vec::new();
+            for (i, p) in pre.iter().enumerate() {
+                let (r, own) = match dir {
+                    Direction::Input => (p.src, p.dst),
+                    Direction::Output => (p.dst, p.src),
+                };
+                if let Some(n) = own {
+                    own_sets
+                        .entry(n)
+                        .or_insert_with(|| ranges_of(fam, &index[n].addrs));
+                }
+                if let Some(n) = r {
+                    let id = *remote_ids.entry(n).or_insert_with(|| {
+                        remote_sets.push(n);
+                        rules_of_set.push(Vec::new());
+                        remote_sets.len() as u32 - 1
+                    });
+                    rules_of_set[id as usize].push(i as u32);
+                }
+            }
+            // The classifier asks only whether a rule restricts the remote
+            // address: an empty list marks those that do.
+            const RESTRICTS: &[(u128, u128)] = &[];
+            let fr: Vec<FRule> = pre
+                .iter()
+                .map(|p| {
+                    let (r, own) = match dir {
+                        Direction::Input => (p.src, p.dst),
+                        Direction::Output => (p.dst, p.src),
+                    };
+                    FRule {
+                        remote: r.map(|_| RESTRICTS),
+                        own: own.map(|n| own_sets[n].as_slice()),
+                        proto: p.proto,
+                        target: targets.id(p.rule),
+                    }
+                })
+                .collect();
             let max = max_of(fam);
             let two = Two {
                 single: &os.elems,
@@ -393,21 +434,25 @@ pub(crate) fn level1_after(
             let (mut added, mut removed) = (Vec::new(), Vec::new());
             for &(wlo, whi) in &windows {
                 two.overlapping(wlo, whi, &mut removed);
-                let part = partition(
-                    wlo,
-                    whi,
-                    fr.iter()
-                        .enumerate()
-                        .filter_map(|(i, r)| r.remote.map(|s| (i as u32, s))),
-                );
+                let clipped: Vec<(u32, Vec<(u128, u128)>)> = remote_sets
+                    .iter()
+                    .enumerate()
+                    .map(|(id, n)| (id as u32, clipped(fam, &index[n].addrs, wlo, whi)))
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                let part = partition(wlo, whi, clipped.iter().map(|(id, v)| (*id, v.as_slice())));
                 for &(lo, hi, class) in &part.segs {
-                    let active = &part.classes[class as usize];
+                    let mut active: Vec<u32> = part.classes[class as usize]
+                        .iter()
+                        .flat_map(|&s| rules_of_set[s as usize].iter().copied())
+                        .collect();
+                    active.sort_unstable();
+                    let active = &active;
                     let hash = match tables.get(active) {
                         Some(h) => *h,
                         None => {
                             if target_names.is_empty() {
-                                target_names =
-                                    targets.keys.iter().map(|(_, c)| c.clone()).collect();
+                                target_names = targets.names().to_vec();
                             }
                             let h = classifier
                                 .table(active)
@@ -485,6 +530,29 @@ pub(crate) fn level1_after(
         return Ok(None);
     }
     Ok(Some(changes))
+}
+
+/// The intervals of `addrs` of family `fam` that meet `[lo, hi]`, clipped
+/// to it.
+fn clipped(
+    fam: Family,
+    addrs: &microseg_core::addr::AddrSet,
+    lo: u128,
+    hi: u128,
+) -> Vec<(u128, u128)> {
+    fn clip<T: Copy + Into<u128>>(r: &[(T, T)], lo: u128, hi: u128) -> Vec<(u128, u128)> {
+        let from = r.partition_point(|&(_, b)| b.into() < lo);
+        r[from..]
+            .iter()
+            .map(|&(a, b)| (a.into(), b.into()))
+            .take_while(|&(a, _)| a <= hi)
+            .map(|(a, b)| (a.max(lo), b.min(hi)))
+            .collect()
+    }
+    match fam {
+        Family::V4 => clip(addrs.v4.ranges(), lo, hi),
+        Family::V6 => clip(addrs.v6.ranges(), lo, hi),
+    }
 }
 
 /// The old elements of a decision's two maps, each sorted: single
@@ -654,69 +722,78 @@ fn regular_chain(lw: &Lowerer, name: String) -> schema::Chain<'static> {
     }
 }
 
-/// What a decided connection meets: the chain of one flow or baseline item.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct TargetKey {
-    label: String,
-    name: String,
-    verdict: Verdict,
-    log: bool,
-}
-
-/// The target chains, in order of first use.
+/// The chains a decided connection meets: one per flow or baseline item
+/// (and verdict and logging), in order of first use; their names are
+/// worked out when asked for.
 #[derive(Debug, Default)]
 struct Targets<'r> {
-    /// By (a flow?, name, verdict, log): what a [`TargetKey`] is made of.
+    /// By (a flow?, name, verdict, log).
     ids: HashMap<(bool, &'r str, Verdict, bool), u32>,
-    keys: Vec<(TargetKey, String)>,
+    /// The first rule of each target.
+    rules: Vec<&'r Rule>,
+    /// The chain names of the first targets.
+    names: Vec<String>,
     /// The chain names taken.
-    names: HashSet<String>,
+    taken: HashSet<String>,
+}
+
+/// A rule's flow or baseline item: (a flow?, its name).
+fn origin_name(rule: &Rule) -> (bool, &str) {
+    match &rule.origin {
+        Origin::Flow { name, .. } => (true, name.as_str()),
+        Origin::Baseline { what } => (false, what.as_str()),
+    }
 }
 
 impl<'r> Targets<'r> {
     fn id(&mut self, rule: &'r Rule) -> u32 {
-        let (flow, name) = match &rule.origin {
-            Origin::Flow { name, .. } => (true, name.as_str()),
-            Origin::Baseline { what } => (false, what.as_str()),
-        };
+        let (flow, name) = origin_name(rule);
         let fast = (flow, name, rule.verdict, rule.log);
         if let Some(&id) = self.ids.get(&fast) {
             return id;
         }
-        let prefix = if flow { "f_" } else { "b_" };
-        let key = TargetKey {
-            label: rule.origin.label(),
-            name: name.to_string(),
-            verdict: rule.verdict,
-            log: rule.log,
-        };
-        let mut chain = format!("{prefix}{name}");
-        let mut n = 1;
-        while self.names.contains(&chain) {
-            n += 1;
-            chain = format!("{prefix}{name}_{n}");
-        }
-        let id = self.keys.len() as u32;
+        let id = self.rules.len() as u32;
         self.ids.insert(fast, id);
-        self.names.insert(chain.clone());
-        self.keys.push((key, chain));
+        self.rules.push(rule);
         id
+    }
+
+    /// The chain names, by target: `f_NAME` or `b_NAME`, with `_2`, `_3`…
+    /// for a name taken by an earlier target.
+    fn names(&mut self) -> &[String] {
+        for rule in &self.rules[self.names.len()..] {
+            let (flow, name) = origin_name(rule);
+            let prefix = if flow { "f_" } else { "b_" };
+            let mut chain = format!("{prefix}{name}");
+            let mut n = 1;
+            while self.taken.contains(&chain) {
+                n += 1;
+                chain = format!("{prefix}{name}_{n}");
+            }
+            self.taken.insert(chain.clone());
+            self.names.push(chain);
+        }
+        &self.names
     }
 
     /// Every target chain with its rules: the log rule when flagged, then
     /// the counted verdict (TCP resets for reject), all with the label.
-    fn chains(&self, lw: &Lowerer) -> Result<Vec<(String, Vec<schema::Rule<'static>>)>, NftError> {
+    fn chains(
+        &mut self,
+        lw: &Lowerer,
+    ) -> Result<Vec<(String, Vec<schema::Rule<'static>>)>, NftError> {
+        self.names();
         let mut out = Vec::new();
-        for (key, chain) in &self.keys {
+        for (rule, chain) in self.rules.iter().zip(&self.names) {
             let name = || Cow::Owned(chain.clone());
-            let label = || Some(key.label.clone());
+            let label = || Some(rule.origin.label());
             let mut rules = Vec::new();
-            if key.log {
+            if rule.log {
                 // nft-syntax: limit rate 10/second burst 5 packets log prefix "microseg web: "
-                let prefix = format!("{} {}: ", lw.log.prefix, key.name);
+                let prefix = format!("{} {}: ", lw.log.prefix, origin_name(rule).1);
                 rules.push(lw.rule_in(name(), vec![lw.limit(), lw.log_stmt(prefix)?], label()));
             }
-            match key.verdict {
+            match rule.verdict {
                 Verdict::Reject => {
                     // nft-syntax: meta l4proto tcp counter reject with tcp reset
                     rules.push(lw.rule_in(
@@ -978,10 +1055,12 @@ fn prepare<'r>(
         let rule_fam = m.family.or(m.proto.family());
         let mut applies = rule_fam.is_none_or(|f| f == fam);
         for name in [&m.src, &m.dst].into_iter().flatten() {
-            let set = sets.get(name.as_str()).ok_or_else(|| NftError::UnknownSet {
-                set: name.clone(),
-                rule: label(),
-            })?;
+            let set = sets
+                .get(name.as_str())
+                .ok_or_else(|| NftError::UnknownSet {
+                    set: name.clone(),
+                    rule: label(),
+                })?;
             if rule_fam.is_some_and(|f| f != set.family) {
                 return Err(NftError::SetFamily {
                     set: name.clone(),
@@ -1229,7 +1308,7 @@ impl Decision {
             }
         }
         let prefix = prefix_of(dir, fam);
-        let target_names: Vec<String> = targets.keys.iter().map(|(_, c)| c.clone()).collect();
+        let target_names: Vec<String> = targets.names().to_vec();
         let mut items: Vec<Option<Level2>> = tables.items.into_iter().map(Some).collect();
         let level2: Vec<Level2> = order
             .iter()

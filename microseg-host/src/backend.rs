@@ -520,33 +520,46 @@ mod nft {
                     Some((elements_plan(&self.table, sets), new))
                 }
                 Lowering::Optimized => {
-                    let mut old_maps = Vec::new();
-                    let mut basis: HashMap<&str, &Members> = HashMap::new();
-                    for (name, m) in recorded {
-                        match name.strip_prefix(BASIS) {
-                            Some(set) => {
-                                basis.insert(set, m);
-                            }
-                            None => old_maps.push(map_of(name, m)?),
+                    // The recorded maps, then the policy's sets as recorded,
+                    // in the order of the policy's sets now (else not a
+                    // change of members alone): only those that changed
+                    // are worked on.
+                    let maps = recorded.iter().take_while(|(n, _)| !n.starts_with(BASIS));
+                    let old_maps: Vec<Level1Map> =
+                        maps.map(|(n, m)| map_of(n, m)).collect::<Option<_>>()?;
+                    let basis = &recorded[old_maps.len()..];
+                    if basis.len() != ruleset.sets.len() {
+                        return None;
+                    }
+                    let mut changed: HashMap<&str, &Members> = HashMap::new();
+                    for ((name, m), set) in basis.iter().zip(ruleset.sets.values()) {
+                        if name.strip_prefix(BASIS) != Some(set.name.as_str()) {
+                            return None;
+                        }
+                        let same = match m {
+                            Members::V4(r) => **r == *set.addrs.v4.ranges(),
+                            Members::V6(r) => **r == *set.addrs.v6.ranges(),
+                            _ => return None,
+                        };
+                        if !same {
+                            changed.insert(set.name.as_str(), m);
                         }
                     }
                     // A set's recorded members: unchanged, or what they were.
                     let old_sets = |name: &str| -> Option<OldSet> {
-                        let now = &ruleset.sets.get(name)?.addrs;
-                        Some(match basis.get(name)? {
-                            Members::V4(r) if **r == *now.v4.ranges() => OldSet::Unchanged,
-                            Members::V6(r) if **r == *now.v6.ranges() => OldSet::Unchanged,
-                            Members::V4(r) => OldSet::Was(
+                        Some(match changed.get(name) {
+                            None => OldSet::Unchanged,
+                            Some(Members::V4(r)) => OldSet::Was(
                                 r.iter()
                                     .map(|&(a, b)| (u128::from(a), u128::from(b)))
                                     .collect(),
                             ),
-                            Members::V6(r) => OldSet::Was(r.to_vec()),
-                            _ => return None,
+                            Some(Members::V6(r)) => OldSet::Was(r.to_vec()),
+                            Some(_) => return None,
                         })
                     };
-                    let changes =
-                        backend_nft::members::level1_after(ruleset, &old_sets, &old_maps).ok()??;
+                    let changes = backend_nft::members::level1_after(ruleset, &old_sets, &old_maps)
+                        .ok()??;
                     let sets = changes
                         .iter()
                         .map(|c| {

@@ -1206,36 +1206,44 @@ impl<B: HostBackend> Host<B> {
         {
             return Ok(None);
         }
-        let Some(structure) = self.backend.member_structure(ruleset) else {
-            return Ok(None);
-        };
-        let Some(at) = self.backend.generation() else {
-            return Ok(None);
-        };
         let (name, key) = (self.backend.name(), self.backend.key());
+        // The record of the last operation first: the members file it names
+        // is read on the other core while the ruleset's digest and the
+        // generation are worked out.
         let Some(record) = self
             .state
             .generation()?
-            .filter(|r| r.backend == name && r.key == key && r.generation == at)
+            .filter(|r| r.backend == name && r.key == key)
         else {
             return Ok(None);
         };
-        let Some(members_file) = record
-            .members
-            .filter(|m| m.structure == structure)
-            .map(|m| m.file)
-        else {
+        let Some(recorded) = &record.members else {
             return Ok(None);
         };
+        let (structure, at, old) = thread::scope(|s| {
+            let old = s.spawn(|| self.state.members(&recorded.file));
+            let structure = self.backend.member_structure(ruleset);
+            let at = self.backend.generation();
+            let old = old
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (structure, at, old)
+        });
+        let (Some(structure), Some(at), Ok(old)) = (structure, at, old) else {
+            return Ok(None);
+        };
+        if record.generation != at || recorded.structure != structure {
+            dispose(old);
+            return Ok(None);
+        }
+        let members_file = recorded.file.clone();
         let Some(RecordedState::File(expected)) = self
             .state
             .applied()?
             .filter(|a| a.backend == name && a.key == key)
             .and_then(|a| a.expected)
         else {
-            return Ok(None);
-        };
-        let Ok(old) = self.state.members(&members_file) else {
+            dispose(old);
             return Ok(None);
         };
         let planned = self.backend.members_plan(ruleset, &old);
