@@ -1486,6 +1486,14 @@ impl<B: HostBackend> Host<B> {
             });
         }
         let plan = |current: Option<&B::State>| {
+            // Nothing installed: a replacement, whatever the state it leaves
+            // (not worked out for it).
+            if current.is_none() {
+                let reason = format!("{} is not installed", self.backend.owned());
+                if let Some(p) = self.backend.replace_plan(desired, vec![reason]) {
+                    return Ok(p);
+                }
+            }
             self.backend
                 .plan_expected(desired, expected(), current)
                 .map_err(|e| self.be(e))
@@ -1500,7 +1508,14 @@ impl<B: HostBackend> Host<B> {
                 at,
             });
         }
-        if !refresh {
+        // Without a record of this backend's last operation there is
+        // nothing to check the installed structure against.
+        let (name, key) = (self.backend.name(), self.backend.key());
+        let has_record = self
+            .state
+            .applied()?
+            .is_some_and(|a| a.backend == name && a.key == key && a.expected.is_some());
+        if !refresh && has_record {
             let planned = thread::scope(|s| {
                 let glance = s.spawn(|| self.backend.glance());
                 let recorded = self.recorded();
