@@ -34,6 +34,11 @@ pub(crate) fn write_document(doc: &Nftables<'_>, out: &mut String) {
     w.raw("]}");
 }
 
+/// Appends the compact JSON text of `obj`.
+pub(crate) fn write_list_object(obj: &NfListObject<'_>, out: &mut String) {
+    Writer { out }.list_object(obj);
+}
+
 /// Appends the compact JSON text of `obj` without the elements of a set or
 /// map (its structure: what an element delta cannot change).
 pub(crate) fn write_skeleton(obj: &NfListObject<'_>, out: &mut String) {

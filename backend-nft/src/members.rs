@@ -8,6 +8,12 @@
 //! same table but for set elements, and the element delta between them is
 //! the difference of their sets' intervals.
 //!
+//! The optimised lowering folds members into the elements of its named
+//! level-1 verdict maps ([`level1_maps`]); for two rulesets of equal digests,
+//! [`level1_after`] works out the element changes of those maps from the old
+//! maps and the old members, partitioning again only the addresses whose
+//! membership changed (`None` when the change needs more than elements).
+//!
 //! ```
 //! use backend_nft::{members, Lowering, NftState};
 //! use microseg_core::{document::Format, ir::{compile, Target}, Policy};

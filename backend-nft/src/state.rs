@@ -211,6 +211,48 @@ impl NftState {
         }
     }
 
+    /// The JSON text of [`NftState::from_artefact`] (what `serde_json`
+    /// writes for it, but for the order of object keys), written straight
+    /// from the artefact: a tenth of the work of working the state out.
+    ///
+    /// ```
+    /// # use backend_nft::{NftRenderer, NftState};
+    /// # use microseg_core::{backend::Renderer, document::Format, ir::{compile, Target}, Policy};
+    /// # let p = Policy::from_str_as("version = 1\n[groups]\nweb = [\"10.0.0.1\"]\n[roles.web]\n", Format::Toml, None).unwrap();
+    /// let a = NftRenderer.render(&compile(&p, &Target::Role("web".into())).unwrap()).unwrap();
+    /// let s: NftState = serde_json::from_slice(&NftState::json_of(&a)).unwrap();
+    /// assert_eq!(s, NftState::from_artefact(&a));
+    /// ```
+    pub fn json_of(artefact: &NftArtefact) -> Vec<u8> {
+        use nftables::schema::{NfCmd, NfListObject, NfObject};
+        let objects = artefact.document().objects.as_ref();
+        let start = objects
+            .iter()
+            .rposition(|o| {
+                matches!(
+                    o,
+                    NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+                )
+            })
+            .map_or(0, |i| i + 1);
+        let mut out = String::with_capacity(crate::json_write::estimate_len(artefact.document()));
+        out.push_str("{\"table\":");
+        out.push_str(&Value::String(artefact.table().into()).to_string());
+        out.push_str(",\"objects\":[");
+        let mut first = true;
+        for o in &objects[start..] {
+            if let NfObject::CmdObject(NfCmd::Add(obj)) = o {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                crate::json_write::write_list_object(obj, &mut out);
+            }
+        }
+        out.push_str("]}");
+        out.into_bytes()
+    }
+
     /// [`NftState::from_artefact`] without the elements of named sets and
     /// maps: the part an element delta cannot change, far cheaper to build
     /// for sets of 100,000s of elements.

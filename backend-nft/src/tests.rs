@@ -558,3 +558,21 @@ fn structure_digests_tell_structures_apart_and_ignore_members() {
         NftState::structure_digest_of(&mixed())
     );
 }
+
+#[test]
+fn state_json_written_from_the_artefact_is_the_state() {
+    use crate::{Lowering, NftState};
+    let mut n = 0;
+    for (_, text) in examples() {
+        let p = policy(&text);
+        for rs in compile_all_roles(&p) {
+            for l in [Lowering::Plain, Lowering::Optimized] {
+                let a = l.render(&rs).unwrap();
+                let s: NftState = serde_json::from_slice(&NftState::json_of(&a)).unwrap();
+                assert_eq!(s, NftState::from_artefact(&a), "{l:?}");
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 8, "{n}");
+}

@@ -120,6 +120,14 @@ pub trait HostBackend:
     /// The state `desired` leaves once applied, in the form [`Backend::read`]
     /// returns (what drift is measured against).
     fn expected(&self, desired: &Self::Artefact) -> Self::State;
+    /// The encoded [`expected`](Self::expected) state of `desired`, where
+    /// the backend writes it faster than working the state out and
+    /// encoding it (`None`, the default: it does not). It must decode to
+    /// the same state.
+    fn expected_bytes(&self, desired: &Self::Artefact) -> Option<Vec<u8>> {
+        let _ = desired;
+        None
+    }
     /// A digest of what `desired` installs, set members aside: equal for
     /// two artefacts of the same structure, different otherwise (then a
     /// plan between them is a replacement). Recorded with the generation, so
@@ -443,6 +451,10 @@ mod nft {
 
         fn structure_digest(&self, desired: &NftArtefact) -> Option<String> {
             Some(NftState::structure_digest_of(desired))
+        }
+
+        fn expected_bytes(&self, desired: &NftArtefact) -> Option<Vec<u8>> {
+            Some(NftState::json_of(desired))
         }
 
         fn replace_plan(&self, desired: &NftArtefact, reasons: Vec<String>) -> Option<NftPlan> {

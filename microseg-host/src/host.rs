@@ -926,13 +926,17 @@ impl<B: HostBackend> Host<B> {
         // The record of it is encoded on the other core while the plan is
         // made and applied.
         let expected_cell = OnceLock::new();
-        let expected = || match expected_cell.get_or_init(|| self.encode_state(expected_state())) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) => Err(HostError::Record {
-                path: self.state.path().into(),
-                message: e.to_string(),
-            }),
-        };
+        let expected =
+            || match expected_cell.get_or_init(|| match self.backend.expected_bytes(&desired) {
+                Some(bytes) => Ok(bytes),
+                None => self.encode_state(expected_state()),
+            }) {
+                Ok(bytes) => Ok(bytes),
+                Err(e) => Err(HostError::Record {
+                    path: self.state.path().into(),
+                    message: e.to_string(),
+                }),
+            };
         // The boot file's text, only where one is written.
         let boot_text_cell = OnceLock::new();
         let boot_text = || boot_text_cell.get_or_init(|| self.backend.boot_text(&desired));
