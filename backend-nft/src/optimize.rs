@@ -355,7 +355,11 @@ pub(crate) fn level1_after(
                         if !is_remote {
                             return Ok(None);
                         }
-                        symmetric_difference(before, &now, &mut affected);
+                        // Every address in exactly one of the two is in an
+                        // interval one of them lacks as such.
+                        let (a, b) = sorted_difference(before, &now);
+                        affected.extend(a);
+                        affected.extend(b);
                     }
                 }
             }
@@ -471,29 +475,7 @@ pub(crate) fn level1_after(
             }
             removed.sort_unstable();
             // Elements recomputed as they were are no change.
-            let (mut i, mut j) = (0, 0);
-            let (mut add, mut del) = (Vec::new(), Vec::new());
-            while i < added.len() || j < removed.len() {
-                match (added.get(i), removed.get(j)) {
-                    (Some(a), Some(r)) if a == r => {
-                        i += 1;
-                        j += 1;
-                    }
-                    (Some(a), Some(r)) if a < r => {
-                        add.push(*a);
-                        i += 1;
-                    }
-                    (Some(a), None) => {
-                        add.push(*a);
-                        i += 1;
-                    }
-                    (_, Some(r)) => {
-                        del.push(*r);
-                        j += 1;
-                    }
-                    (None, None) => break,
-                }
-            }
+            let (add, del) = sorted_difference(&removed, &added);
             // The chains stay those of the old ruleset: each new digest
             // is an old chain's, each chain that lost elements keeps one.
             let count = |v: &[(u128, u128, u64)], h: u64| v.iter().filter(|e| e.2 == h).count();
@@ -640,32 +622,33 @@ pub struct MapChange {
     pub delete: Vec<(u128, u128, u64)>,
 }
 
-/// Appends to `out` intervals covering every address in exactly one of
-/// `a` and `b` (sorted disjoint interval lists): the intervals of each
-/// that the other lacks as such.
-fn symmetric_difference(a: &[(u128, u128)], b: &[(u128, u128)], out: &mut Vec<(u128, u128)>) {
+/// The elements of sorted list `new` that `old` lacks, and those of `old`
+/// that `new` lacks.
+fn sorted_difference<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
+    let (mut only_new, mut only_old) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        match (a.get(i), b.get(j)) {
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
             (Some(x), Some(y)) if x == y => {
                 i += 1;
                 j += 1;
             }
             (Some(x), Some(y)) if x < y => {
-                out.push(*x);
+                only_old.push(*x);
                 i += 1;
             }
             (Some(x), None) => {
-                out.push(*x);
+                only_old.push(*x);
                 i += 1;
             }
             (_, Some(y)) => {
-                out.push(*y);
+                only_new.push(*y);
                 j += 1;
             }
             (None, None) => break,
         }
     }
+    (only_new, only_old)
 }
 
 /// The windows to partition again: the affected intervals, widened to

@@ -469,21 +469,7 @@ impl NftState {
     /// ([`members::elements_v4`](crate::members::elements_v4)), the state a
     /// member change leaves, without rendering it.
     pub fn set_elements_to(&mut self, set: &str, elems: Vec<Value>) -> bool {
-        for o in &mut self.objects {
-            let Some(Value::Object(body)) = o.get_mut("set") else {
-                continue;
-            };
-            if body.get("name").and_then(Value::as_str) != Some(set) {
-                continue;
-            }
-            if elems.is_empty() {
-                body.remove("elem");
-            } else {
-                body.insert("elem".into(), Value::Array(elems));
-            }
-            return true;
-        }
-        false
+        self.elements_to("set", set, elems)
     }
 
     /// Writes `elems` as the elements of verdict map `map` (none: empty,
@@ -491,11 +477,16 @@ impl NftState {
     /// map. With [`members::map_elements`](crate::members::map_elements),
     /// the state a change of level-1 elements leaves, without rendering.
     pub fn map_elements_to(&mut self, map: &str, elems: Vec<Value>) -> bool {
+        self.elements_to("map", map, elems)
+    }
+
+    /// Writes `elems` as the elements of the `kind` (`set`, `map`) `name`.
+    fn elements_to(&mut self, kind: &str, name: &str, elems: Vec<Value>) -> bool {
         for o in &mut self.objects {
-            let Some(Value::Object(body)) = o.get_mut("map") else {
+            let Some(Value::Object(body)) = o.get_mut(kind) else {
                 continue;
             };
-            if body.get("name").and_then(Value::as_str) != Some(map) {
+            if body.get("name").and_then(Value::as_str) != Some(name) {
                 continue;
             }
             if elems.is_empty() {
