@@ -147,6 +147,46 @@ impl Site {
     }
 }
 
+/// A spawned `microseg` (`ip netns exec` execs it: the pid is its own),
+/// killed and reaped if the test fails before waiting for it, so that it
+/// does not write into a state directory the failing test removed.
+struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    fn new(child: std::process::Child) -> Spawned {
+        Spawned(Some(child))
+    }
+
+    fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0
+            .take()
+            .expect("not waited for yet")
+            .wait_with_output()
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("not waited for yet")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A listing without handles and counter values (what `rollback` must reproduce).
 /// A listing with counter values blanked, handles kept.
 fn counters_blanked(listing: &str) -> Value {
@@ -434,6 +474,7 @@ fn kernel_rejects(lowering: &'static str, set: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .unwrap();
     wait_lock_holder(&s, child.id());
     std::thread::sleep(Duration::from_millis(150)); // it has read the table by now
@@ -714,6 +755,7 @@ fn concurrent_applies_are_serialised_by_the_lock() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .unwrap();
     wait_lock_holder(&s, first.id());
     // C gives up quickly and says why; B waits its turn.
@@ -734,6 +776,7 @@ fn concurrent_applies_are_serialised_by_the_lock() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Spawned::new)
         .unwrap();
     let c = c.output().unwrap();
     let c_err = String::from_utf8_lossy(&c.stderr);
