@@ -224,30 +224,15 @@ impl NftState {
     /// assert_eq!(s, NftState::from_artefact(&a));
     /// ```
     pub fn json_of(artefact: &NftArtefact) -> Vec<u8> {
-        use nftables::schema::{NfCmd, NfListObject, NfObject};
-        let objects = artefact.document().objects.as_ref();
-        let start = objects
-            .iter()
-            .rposition(|o| {
-                matches!(
-                    o,
-                    NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
-                )
-            })
-            .map_or(0, |i| i + 1);
         let mut out = String::with_capacity(crate::json_write::estimate_len(artefact.document()));
         out.push_str("{\"table\":");
         out.push_str(&Value::String(artefact.table().into()).to_string());
         out.push_str(",\"objects\":[");
-        let mut first = true;
-        for o in &objects[start..] {
-            if let NfObject::CmdObject(NfCmd::Add(obj)) = o {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                crate::json_write::write_list_object(obj, &mut out);
+        for (i, obj) in added(artefact).enumerate() {
+            if i > 0 {
+                out.push(',');
             }
+            crate::json_write::write_list_object(obj, &mut out);
         }
         out.push_str("]}");
         out.into_bytes()
@@ -257,26 +242,11 @@ impl NftState {
     /// maps: the part an element delta cannot change, far cheaper to build
     /// for sets of 100,000s of elements.
     pub(crate) fn skeleton_of(artefact: &NftArtefact) -> NftState {
-        use nftables::schema::{NfCmd, NfListObject, NfObject};
-        let objects = artefact.document().objects.as_ref();
-        let start = objects
-            .iter()
-            .rposition(|o| {
-                matches!(
-                    o,
-                    NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
-                )
-            })
-            .map_or(0, |i| i + 1);
-        let objects = objects[start..]
-            .iter()
-            .filter_map(|o| match o {
-                NfObject::CmdObject(NfCmd::Add(obj)) => {
-                    let mut text = String::new();
-                    crate::json_write::write_skeleton(obj, &mut text);
-                    serde_json::from_str(&text).ok()
-                }
-                _ => None,
+        let objects = added(artefact)
+            .filter_map(|obj| {
+                let mut text = String::new();
+                crate::json_write::write_skeleton(obj, &mut text);
+                serde_json::from_str(&text).ok()
             })
             .collect();
         NftState {
@@ -417,27 +387,14 @@ impl NftState {
     /// assert_eq!(NftState::structure_digest_of(&a), NftState::structure_digest_of(&b));
     /// ```
     pub fn structure_digest_of(artefact: &NftArtefact) -> String {
-        use nftables::schema::{NfCmd, NfListObject, NfObject};
         use std::hash::Hasher;
-        let objects = artefact.document().objects.as_ref();
-        let start = objects
-            .iter()
-            .rposition(|o| {
-                matches!(
-                    o,
-                    NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
-                )
-            })
-            .map_or(0, |i| i + 1);
         let mut h = crate::members::Digest::new();
         h.write(artefact.table().as_bytes());
         let mut text = String::new();
-        for o in &objects[start..] {
-            if let NfObject::CmdObject(NfCmd::Add(obj)) = o {
-                text.clear();
-                crate::json_write::write_skeleton(obj, &mut text);
-                h.write(text.as_bytes());
-            }
+        for obj in added(artefact) {
+            text.clear();
+            crate::json_write::write_skeleton(obj, &mut text);
+            h.write(text.as_bytes());
         }
         h.hex()
     }
@@ -517,6 +474,26 @@ impl NftState {
             })
             .collect()
     }
+}
+
+/// The objects `artefact` adds after its last `delete table`: what the
+/// state it leaves holds.
+fn added(artefact: &NftArtefact) -> impl Iterator<Item = &nftables::schema::NfListObject<'static>> {
+    use nftables::schema::{NfCmd, NfListObject, NfObject};
+    let objects = artefact.document().objects.as_ref();
+    let start = objects
+        .iter()
+        .rposition(|o| {
+            matches!(
+                o,
+                NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+            )
+        })
+        .map_or(0, |i| i + 1);
+    objects[start..].iter().filter_map(|o| match o {
+        NfObject::CmdObject(NfCmd::Add(obj)) => Some(obj),
+        _ => None,
+    })
 }
 
 /// A map object as the crate's serde writes it, with the data type
