@@ -171,9 +171,27 @@ impl NftBackend {
         plan: &NftPlan,
         at: Option<&NftGeneration>,
     ) -> Result<Option<NftGeneration>, NftError> {
-        let ruleset = self.ruleset_identity();
         let nl = Netlink::open(self.nft.netns()).ok();
-        let current = || -> Option<u32> { nl.as_ref()?.generation().ok().filter(|g| *g != 0) };
+        let result = self.apply_with(nl.as_ref(), plan, at);
+        // Closing the socket waits for the kernel to free what the commit
+        // released (an RCU grace period, milliseconds, after a delete): the
+        // change is done, so that wait is not the caller's.
+        if let Some(nl) = nl {
+            std::thread::spawn(move || drop(nl));
+        }
+        result
+    }
+
+    /// [`apply_at`](Self::apply_at) over the socket `nl` (`None`: none
+    /// could be opened).
+    fn apply_with(
+        &self,
+        nl: Option<&Netlink>,
+        plan: &NftPlan,
+        at: Option<&NftGeneration>,
+    ) -> Result<Option<NftGeneration>, NftError> {
+        let ruleset = self.ruleset_identity();
+        let current = || -> Option<u32> { nl?.generation().ok().filter(|g| *g != 0) };
         let after = |id: u32| ruleset.clone().map(|ruleset| NftGeneration { ruleset, id });
         let stale = at.is_some_and(|a| Some(&a.ruleset) != ruleset.as_ref());
         let known = at.filter(|_| !stale).map(|a| a.id);
@@ -196,7 +214,7 @@ impl NftBackend {
                     ));
                 }
                 let guard = known.or_else(current);
-                if let (Some(n), Some(g), Some(changes)) = (&nl, guard, interval_changes(sets)) {
+                if let (Some(n), Some(g), Some(changes)) = (nl, guard, interval_changes(sets)) {
                     return match n.change_elements(g, table, &changes) {
                         Ok(()) => Ok(known
                             .and_then(|k| current().filter(|c| *c == k.wrapping_add(1)))

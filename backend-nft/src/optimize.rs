@@ -433,7 +433,7 @@ pub(crate) fn level1_after(
             };
             let windows = windows(affected, &two);
             let classifier = Classifier::new(&fr, max);
-            let mut target_names: Vec<String> = Vec::new();
+            let target_names = targets.names();
             let mut tables: HashMap<Vec<u32>, Option<u64>> = HashMap::default();
             let (mut added, mut removed) = (Vec::new(), Vec::new());
             for &(wlo, whi) in &windows {
@@ -455,12 +455,9 @@ pub(crate) fn level1_after(
                     let hash = match tables.get(active) {
                         Some(h) => *h,
                         None => {
-                            if target_names.is_empty() {
-                                target_names = targets.names().to_vec();
-                            }
                             let h = classifier
                                 .table(active)
-                                .map(|t| chain_hash(&t, &target_names));
+                                .map(|t| chain_hash(&t, target_names));
                             tables.insert(active.clone(), h);
                             h
                         }
@@ -496,6 +493,13 @@ pub(crate) fn level1_after(
                         .collect()
                 };
                 let (a, d) = (pick(&add), pick(&del));
+                // The hash of single addresses has the size of its element
+                // count (see `single_map_size`): a change that moves the
+                // count past a power of two is a new map.
+                let after = map.elems.len() + a.len() - d.len();
+                if !interval && single_map_size(after) != single_map_size(map.elems.len()) {
+                    return Ok(None);
+                }
                 if !a.is_empty() || !d.is_empty() {
                     changes.push(MapChange {
                         map: map.name.clone(),
@@ -1427,6 +1431,7 @@ impl Decision {
             for (kind, part) in [(MapKind::Single, single), (MapKind::Range, wide)] {
                 let name = map_name(self.prefix, kind);
                 let elems: Vec<Expression<'static>> = part.into_iter().map(item).collect();
+                let size = (kind == MapKind::Single).then(|| single_map_size(elems.len()));
                 maps.push(schema::Map {
                     family: NfFamily::INet,
                     table: lw.table(),
@@ -1443,7 +1448,7 @@ impl Decision {
                     elem: (!elems.is_empty()).then(|| Cow::Owned(elems)),
                     timeout: None,
                     gc_interval: None,
-                    size: None,
+                    size,
                     comment: None,
                 });
                 base.push(lw.rule_in(
@@ -1515,6 +1520,25 @@ pub(crate) enum MapKind {
     Single,
     /// Wider intervals: an interval map.
     Range,
+}
+
+/// The `size` of a `_single` map of `n` elements: twice the power of two
+/// at or above `n`, at least 1,024 (so between 2 and 4 times `n`).
+///
+/// A set with a size is a hash of fixed size in the kernel (`nft_hash`,
+/// not the resizable `nft_rhash`). Adding a `jump` element to a verdict map
+/// makes the kernel check every jump of the table at commit, walking every
+/// verdict map, and a fixed hash walks several times faster than a
+/// resizable one: at 100,000 elements that halves the commit of a
+/// one-address change. The kernel refuses elements beyond the size, so the
+/// size is a function of the count that changes only at powers of two;
+/// the member path re-renders when it would ([`level1_after`]).
+pub(crate) fn single_map_size(n: usize) -> u32 {
+    let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    n.checked_next_power_of_two()
+        .and_then(|p| p.checked_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(1024)
 }
 
 /// The name of a level-1 map: `in4_single`, `out6_range`… (set names of the

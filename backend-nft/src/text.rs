@@ -209,6 +209,9 @@ pub(crate) fn print(doc: &Nftables, header: &str) -> String {
             }
             NfObject::CmdObject(NfCmd::Add(NfListObject::Set(s))) => {
                 let mut t = format!("\tset {} {{\n\t\ttype {}\n", s.name, name_of!(&s.set_type));
+                if let Some(size) = s.size {
+                    let _ = writeln!(t, "\t\tsize {size}");
+                }
                 if let Some(flags) = &s.flags {
                     let mut f: Vec<String> = flags.iter().map(|f| name_of!(f)).collect();
                     f.sort();
@@ -229,6 +232,9 @@ pub(crate) fn print(doc: &Nftables, header: &str) -> String {
                     m.name,
                     name_of!(&m.set_type)
                 );
+                if let Some(size) = m.size {
+                    let _ = writeln!(t, "\t\tsize {size}");
+                }
                 if let Some(flags) = &m.flags {
                     let mut f: Vec<String> = flags.iter().map(|f| name_of!(f)).collect();
                     f.sort();

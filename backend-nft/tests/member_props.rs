@@ -209,3 +209,75 @@ fn level1_maps_after_a_member_change_are_those_of_the_new_ruleset() {
     }
     assert!(spliced > 0 && differ > 0);
 }
+
+/// The hash of single addresses has a size fixed by its element count
+/// (the kernel refuses elements past it), which changes at powers of two:
+/// a member change across one is not an element change, whatever else
+/// holds; one within the same power of two is.
+#[test]
+fn a_member_change_past_a_power_of_two_of_single_addresses_is_a_new_map() {
+    use microseg_core::document::Format;
+    // `n` isolated client addresses (no two adjacent: each its own element).
+    let policy = |n: u32| {
+        let clients: Vec<String> = (0..n)
+            .map(|i| format!("\"10.1.{}.{}\"", i / 100, 2 * (i % 100) + 1))
+            .collect();
+        let text = format!(
+            "version = 1\n[groups]\ndb = [\"10.9.0.1\"]\nclients = [{}]\n\
+             [services]\npg = [\"tcp/5432\"]\n[roles.db]\n\
+             [[flows]]\nname = \"pg\"\nfrom = \"clients\"\nto = \"db\"\nservices = [\"pg\"]\n",
+            clients.join(", ")
+        );
+        let p = Policy::from_str_as(&text, Format::Toml, None).unwrap();
+        compile(&p, &Target::Role("db".into())).unwrap()
+    };
+    let single = |rs| {
+        let maps = level1_maps(rs).unwrap().unwrap();
+        maps.into_iter().find(|m| m.name == "in4_single").unwrap()
+    };
+    let size = |rs| {
+        let text = backend_nft::to_nft_text(&Lowering::Optimized.render(rs).unwrap());
+        let at = text.find("map in4_single").unwrap();
+        let line = text[at..]
+            .lines()
+            .find(|l| l.trim().starts_with("size"))
+            .unwrap();
+        line.trim().to_string()
+    };
+    let (r1023, r1024, r1025) = (policy(1023), policy(1024), policy(1025));
+    assert_eq!(single(&r1024).elems.len(), 1024);
+    assert_eq!(
+        (size(&r1023), size(&r1024)),
+        ("size 2048".into(), "size 2048".into())
+    );
+    assert_eq!(size(&r1025), "size 4096");
+    let was = |rs: &microseg_core::ir::HostRuleset| {
+        let old: Vec<(String, Vec<(u128, u128)>)> = rs
+            .sets
+            .values()
+            .map(|s| {
+                let v = s.addrs.v4.ranges().iter();
+                (
+                    s.name.clone(),
+                    v.map(|&(x, y)| (x.into(), y.into())).collect(),
+                )
+            })
+            .collect();
+        move |name: &str| {
+            old.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| OldSet::Was(v.clone()))
+        }
+    };
+    let before = level1_maps(&r1024).unwrap().unwrap();
+    // Down to 1,023: the same size, an element change.
+    let changes = level1_after(&r1023, &was(&r1024), &before)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Some(apply_changes(&before, &changes)),
+        level1_maps(&r1023).unwrap()
+    );
+    // Up to 1,025: a map of another size, so no element change.
+    assert_eq!(level1_after(&r1025, &was(&r1024), &before).unwrap(), None);
+}

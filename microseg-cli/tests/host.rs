@@ -1202,16 +1202,41 @@ fn member_change_from_the_policy(lowering: &'static str, to_v2: &[&str], to_v3: 
     let out = apply(&v1);
     assert!(out.contains(from_members), "{out}");
     s.expect(0, &["status"]);
-    // Only what the records refer to is kept: the state of the last full
-    // apply (also the rollback point's), one members file for the
-    // generation record and the current state, one for the rollback point.
+    // A member change records its members as the change from the last
+    // apply's (a delta file on its members file), up to 16 in a row; then
+    // a full file again.
     let files = |dir: &str| {
         std::fs::read_dir(s.dir.path("state").join(dir))
             .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let deltas = || {
+        files("members")
+            .iter()
+            .filter(|f| f.starts_with(b"microseg-members-delta/1"))
             .count()
     };
-    assert!(files("states") <= 2, "{} state files", files("states"));
-    assert!(files("members") <= 3, "{} members files", files("members"));
+    assert_eq!(deltas(), 1);
+    for i in 0..20 {
+        let out = apply(if i % 2 == 0 { &v2 } else { &v1 });
+        assert!(out.contains(from_members), "{out}");
+    }
+    s.expect(0, &["status"]);
+    assert!((4..=16).contains(&deltas()), "{} delta files", deltas());
+    // Only what the records refer to is kept: the state of the last full
+    // apply (also the rollback point's), the members files of the
+    // generation record and the rollback point, and those they build on.
+    assert!(
+        files("states").len() <= 2,
+        "{} state files",
+        files("states").len()
+    );
+    assert!(
+        files("members").len() <= 17,
+        "{} members files",
+        files("members").len()
+    );
     // The records decode after all this: rollback to before the last delta.
     s.expect(0, &["rollback"]);
     s.expect(0, &["status"]);

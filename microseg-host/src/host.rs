@@ -157,6 +157,8 @@ struct MembersPlan<'r, B: HostBackend> {
     members_file: String,
     /// The state the last apply recorded (the rollback point of this one).
     expected: StateRef,
+    /// The members recorded in `members_file`.
+    old: members::NamedMembers<'static>,
 }
 
 /// Said under an element delta planned from the policy's set members.
@@ -1251,15 +1253,45 @@ impl<B: HostBackend> Host<B> {
             return Ok(None);
         };
         let planned = self.backend.members_plan(ruleset, &old);
-        dispose(old);
-        Ok(planned.map(|(plan, sets)| MembersPlan {
+        let Some((plan, sets)) = planned else {
+            dispose(old);
+            return Ok(None);
+        };
+        Ok(Some(MembersPlan {
             plan,
             view: members::MemberSets { structure, sets },
             at,
             structure: record.structure,
             members_file,
             expected,
+            old,
         }))
+    }
+
+    /// Records the members `new` that follow those of members file `base`
+    /// (`old`): as a delta file on it, unless the chain of delta files is
+    /// long already or the changes are not small; else as a full file.
+    fn store_members_after(
+        &self,
+        base: &str,
+        old: &members::NamedMembers,
+        new: &members::NamedMembers,
+    ) -> Result<String, HostError> {
+        let depth = self.state.members_depth(base).unwrap_or(members::MAX_CHAIN);
+        if depth < members::MAX_CHAIN {
+            if let Some(deltas) = members::deltas(old, new) {
+                let changed: usize = deltas.iter().map(|d| d.add.len() + d.delete.len()).sum();
+                let total: usize = new.iter().map(|(_, m)| m.len()).sum();
+                if changed * 8 <= total.max(64) {
+                    return self.state.store_members(&members::encode_delta(
+                        base,
+                        depth + 1,
+                        &deltas,
+                    ));
+                }
+            }
+        }
+        self.state.store_members(&members::encode(new))
     }
 
     /// Applies a [`plan_members`](Self::plan_members) plan and writes the
@@ -1279,6 +1311,7 @@ impl<B: HostBackend> Host<B> {
             structure,
             members_file,
             expected,
+            old,
         }) = self.plan_members(ruleset, opts, false)?
         else {
             return Ok(false);
@@ -1290,7 +1323,7 @@ impl<B: HostBackend> Host<B> {
         let (result, file) = thread::scope(|s| {
             let file = s.spawn(|| {
                 changes
-                    .then(|| self.state.store_members(&members::encode(&view.sets)))
+                    .then(|| self.store_members_after(&members_file, &old, &view.sets))
                     .transpose()
             });
             let result = self.backend.apply_at(&plan, Some(&at));
@@ -1350,6 +1383,7 @@ impl<B: HostBackend> Host<B> {
             })?;
         }
         self.state.collect_garbage();
+        dispose(old);
         if self.backend.persists_itself().is_none() {
             report
                 .notes

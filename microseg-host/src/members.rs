@@ -164,7 +164,7 @@ pub fn deltas(old: &NamedMembers, new: &NamedMembers) -> Option<Vec<MemberDelta>
     Some(out)
 }
 
-/// The first bytes of a members file.
+/// The first bytes of a full members file.
 const MAGIC: &[u8] = b"microseg-members/1\n";
 
 /// The members file for `sets`: a header, then per set its name, kind
@@ -293,6 +293,224 @@ pub fn decode(bytes: &[u8]) -> Result<NamedMembers<'static>, String> {
     Ok(out)
 }
 
+/// The first bytes of a members delta file.
+const DELTA_MAGIC: &[u8] = b"microseg-members-delta/1\n";
+
+/// The most delta files between a members file and the full one it
+/// builds on: past it, an apply writes a full file again.
+pub const MAX_CHAIN: u32 = 16;
+
+/// A members file: the full members ([`encode`]), or the changes from
+/// another members file ([`encode_delta`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembersFile {
+    /// Every set's members.
+    Full(NamedMembers<'static>),
+    /// What changed since the file `base`.
+    Delta {
+        /// The members file the changes apply to.
+        base: String,
+        /// How many delta files lead to a full one, this one included.
+        depth: u32,
+        /// The changes, set by set.
+        deltas: Vec<MemberDelta>,
+    },
+}
+
+/// A members delta file: the element changes `deltas` from the members
+/// file `base`, `depth` delta files from a full one (this one included).
+/// A membership change of a set of 100,000s of elements writes a few
+/// bytes instead of the whole set again.
+///
+/// ```
+/// use microseg_host::members::{self, MemberDelta, Members, MembersFile};
+/// use std::borrow::Cow;
+/// let d = vec![MemberDelta {
+///     set: "web_v4".into(),
+///     add: Members::V4(Cow::Owned(vec![(7, 7)])),
+///     delete: Members::V4(Cow::Owned(vec![])),
+/// }];
+/// let bytes = members::encode_delta("base.bin", 1, &d);
+/// assert_eq!(
+///     members::decode_file(&bytes).unwrap(),
+///     MembersFile::Delta { base: "base.bin".into(), depth: 1, deltas: d }
+/// );
+/// ```
+pub fn encode_delta(base: &str, depth: u32, deltas: &[MemberDelta]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(DELTA_MAGIC);
+    out.extend_from_slice(&depth.to_le_bytes());
+    out.extend_from_slice(&(base.len() as u32).to_le_bytes());
+    out.extend_from_slice(base.as_bytes());
+    let sets: Vec<(Cow<str>, Members)> = deltas
+        .iter()
+        .flat_map(|d| {
+            [
+                (Cow::Borrowed(d.set.as_str()), d.add.clone()),
+                (Cow::Borrowed(d.set.as_str()), d.delete.clone()),
+            ]
+        })
+        .collect();
+    out.extend_from_slice(&encode(&sets)[MAGIC.len()..]);
+    out
+}
+
+/// The base and depth of a members delta file from its first bytes;
+/// `None` for a full members file (or too few bytes).
+pub fn delta_header(bytes: &[u8]) -> Option<(String, u32)> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(DELTA_MAGIC.len()).ok()? != DELTA_MAGIC {
+        return None;
+    }
+    let depth = u32::from_le_bytes(r.array().ok()?);
+    let len = u32::from_le_bytes(r.array().ok()?) as usize;
+    let base = std::str::from_utf8(r.take(len).ok()?).ok()?.to_string();
+    Some((base, depth))
+}
+
+/// A members file of either kind ([`encode`], [`encode_delta`]); `Err`
+/// says what is wrong.
+pub fn decode_file(bytes: &[u8]) -> Result<MembersFile, String> {
+    if !bytes.starts_with(DELTA_MAGIC) {
+        return decode(bytes).map(MembersFile::Full);
+    }
+    let (base, depth) = delta_header(bytes).ok_or("the delta file ends early")?;
+    let at = DELTA_MAGIC.len() + 8 + base.len();
+    let mut body = MAGIC.to_vec();
+    body.extend_from_slice(&bytes[at..]);
+    let sets = decode(&body)?;
+    if sets.len() % 2 != 0 {
+        return Err("a set's changes are incomplete".into());
+    }
+    let mut deltas = Vec::with_capacity(sets.len() / 2);
+    let mut it = sets.into_iter();
+    while let (Some((set, add)), Some((again, delete))) = (it.next(), it.next()) {
+        if set != again || std::mem::discriminant(&add) != std::mem::discriminant(&delete) {
+            return Err(format!("the changes of set {set} do not pair up"));
+        }
+        deltas.push(MemberDelta {
+            set: set.into_owned(),
+            add,
+            delete,
+        });
+    }
+    Ok(MembersFile::Delta {
+        base,
+        depth,
+        deltas,
+    })
+}
+
+/// `sets` with the changes of `chain` made, oldest first: what a chain of
+/// delta files over a full members file records. `Err` when a change does
+/// not fit (an element deleted that is not there, or added twice, a set
+/// not there, or of another kind): the files do not belong together.
+///
+/// ```
+/// use microseg_host::members::{self, MemberDelta, Members};
+/// use std::borrow::Cow;
+/// let v4 = |v: &[(u32, u32)]| Members::V4(Cow::Owned(v.to_vec()));
+/// let mut sets = vec![(Cow::Borrowed("web_v4"), v4(&[(1, 1), (5, 9)]))];
+/// let step = |add: &[(u32, u32)], delete: &[(u32, u32)]| {
+///     vec![MemberDelta { set: "web_v4".into(), add: v4(add), delete: v4(delete) }]
+/// };
+/// members::patch(&mut sets, &[step(&[(7, 7)], &[(1, 1)]), step(&[(1, 1)], &[(7, 7)])]).unwrap();
+/// assert_eq!(sets[0].1, v4(&[(1, 1), (5, 9)]));
+/// assert!(members::patch(&mut sets, &[step(&[], &[(2, 2)])]).is_err());
+/// ```
+pub fn patch(sets: &mut NamedMembers, chain: &[Vec<MemberDelta>]) -> Result<(), String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    /// The net additions and deletions of a sequence of changes.
+    fn fold<T: Ord + Copy>(steps: &[(&[T], &[T])]) -> Result<(Vec<T>, Vec<T>), String> {
+        let (mut add, mut del) = (BTreeSet::new(), BTreeSet::new());
+        for (a, d) in steps {
+            for x in *d {
+                if !add.remove(x) && !del.insert(*x) {
+                    return Err("an element is deleted twice".into());
+                }
+            }
+            for x in *a {
+                if !del.remove(x) && !add.insert(*x) {
+                    return Err("an element is added twice".into());
+                }
+            }
+        }
+        Ok((add.into_iter().collect(), del.into_iter().collect()))
+    }
+    /// `old` without `del` (every one of them there) and with `add` (none
+    /// of them there), sorted.
+    fn apply<T: Ord + Copy>(old: &mut Cow<[T]>, add: &[T], del: &[T]) -> Result<(), String> {
+        if add.is_empty() && del.is_empty() {
+            return Ok(());
+        }
+        let v = old.to_mut();
+        let before = v.len();
+        if !del.is_empty() {
+            v.retain(|x| del.binary_search(x).is_err());
+        }
+        if before - v.len() != del.len() {
+            return Err("an element to delete is not there".into());
+        }
+        if add.len() <= 16 {
+            for x in add {
+                match v.binary_search(x) {
+                    Ok(_) => return Err("an element to add is there already".into()),
+                    Err(i) => v.insert(i, *x),
+                }
+            }
+            return Ok(());
+        }
+        let mut merged = Vec::with_capacity(v.len() + add.len());
+        let mut rest = add.iter().peekable();
+        for x in v.iter() {
+            while let Some(a) = rest.next_if(|a| *a < x) {
+                merged.push(*a);
+            }
+            if rest.peek() == Some(&x) {
+                return Err("an element to add is there already".into());
+            }
+            merged.push(*x);
+        }
+        merged.extend(rest);
+        *v = merged;
+        Ok(())
+    }
+    let mut by_set: BTreeMap<&str, Vec<(&Members, &Members)>> = BTreeMap::new();
+    for d in chain.iter().flatten() {
+        by_set
+            .entry(d.set.as_str())
+            .or_default()
+            .push((&d.add, &d.delete));
+    }
+    for (name, steps) in by_set {
+        let members = sets
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
+            .ok_or_else(|| format!("set {name} is not in the base file"))?;
+        macro_rules! kind {
+            ($variant:ident, $m:expr) => {{
+                let steps = steps
+                    .iter()
+                    .map(|(a, d)| match (a, d) {
+                        (Members::$variant(a), Members::$variant(d)) => Ok((&a[..], &d[..])),
+                        _ => Err(format!("set {name} changes kind")),
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                let (add, del) = fold(&steps)?;
+                apply($m, &add, &del).map_err(|e| format!("set {name}: {e}"))?;
+            }};
+        }
+        match members {
+            Members::V4(m) => kind!(V4, m),
+            Members::V6(m) => kind!(V6, m),
+            Members::MapV4(m) => kind!(MapV4, m),
+            Members::MapV6(m) => kind!(MapV6, m),
+        }
+    }
+    Ok(())
+}
+
 fn le32(b: &[u8]) -> u32 {
     let mut a = [0; 4];
     a.copy_from_slice(b);
@@ -365,6 +583,90 @@ mod tests {
         let mut bad = bytes;
         bad[0] = b'X';
         assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn delta_files_round_trip_and_refuse_what_encode_delta_does_not_write() {
+        let deltas = vec![
+            MemberDelta {
+                set: "in6_single".into(),
+                add: Members::MapV6(Cow::Owned(vec![(5, 5, 3)])),
+                delete: Members::MapV6(Cow::Owned(vec![(7, 7, 3)])),
+            },
+            MemberDelta {
+                set: "policy:web_v4".into(),
+                add: Members::V4(Cow::Owned(vec![])),
+                delete: Members::V4(Cow::Owned(vec![(1, 2)])),
+            },
+        ];
+        let bytes = encode_delta("0-1-2.bin", 3, &deltas);
+        assert_eq!(
+            decode_file(&bytes).unwrap(),
+            MembersFile::Delta {
+                base: "0-1-2.bin".into(),
+                depth: 3,
+                deltas,
+            }
+        );
+        for cut in 0..bytes.len() {
+            assert!(decode_file(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let full = encode(&[(Cow::Borrowed("s_v4"), Members::V4(Cow::Owned(vec![(1, 1)])))]);
+        assert!(matches!(decode_file(&full), Ok(MembersFile::Full(_))));
+        assert_eq!(delta_header(&full), None);
+    }
+
+    #[test]
+    fn a_chain_of_changes_folds_into_one_and_must_fit() {
+        let v4 = |v: &[(u32, u32)]| Members::V4(Cow::Owned(v.to_vec()));
+        let step = |add: &[(u32, u32)], delete: &[(u32, u32)]| {
+            vec![MemberDelta {
+                set: "s".into(),
+                add: v4(add),
+                delete: v4(delete),
+            }]
+        };
+        let base = || vec![(Cow::Borrowed("s"), v4(&[(1, 1), (3, 3), (5, 9)]))];
+        // Added then deleted, deleted then added, widened: one merge.
+        let mut sets = base();
+        patch(
+            &mut sets,
+            &[
+                step(&[(20, 20)], &[]),
+                step(&[], &[(20, 20), (3, 3)]),
+                step(&[(3, 3), (5, 10)], &[(5, 9)]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(sets[0].1, v4(&[(1, 1), (3, 3), (5, 10)]));
+        // Many additions at once (the merge rather than inserts).
+        let mut sets = base();
+        let many: Vec<(u32, u32)> = (0..40).map(|i| (100 + 2 * i, 100 + 2 * i)).collect();
+        patch(&mut sets, &[step(&many, &[(1, 1)])]).unwrap();
+        let Members::V4(r) = &sets[0].1 else { panic!() };
+        assert_eq!(r.len(), 42);
+        assert!(r.windows(2).all(|w| w[0] < w[1]));
+        // Changes that do not fit.
+        for bad in [
+            vec![step(&[], &[(2, 2)])],
+            vec![step(&[(1, 1)], &[])],
+            vec![step(&[], &[(1, 1)]), step(&[], &[(1, 1)])],
+            vec![step(&many, &[]), step(&[(100, 100)], &[])],
+        ] {
+            assert!(patch(&mut base(), &bad).is_err(), "{bad:?}");
+        }
+        let other = vec![MemberDelta {
+            set: "t".into(),
+            add: v4(&[]),
+            delete: v4(&[]),
+        }];
+        assert!(patch(&mut base(), &[other]).is_err());
+        let kind = vec![MemberDelta {
+            set: "s".into(),
+            add: Members::V6(Cow::Owned(vec![])),
+            delete: Members::V6(Cow::Owned(vec![])),
+        }];
+        assert!(patch(&mut base(), &[kind]).is_err());
     }
 
     #[test]

@@ -498,14 +498,55 @@ impl StateDir {
         self.store(MEMBERS, "bin", bytes)
     }
 
-    /// The sets of a members file.
+    /// The sets of a members file: a full one, or a delta file with the
+    /// changes of its chain of delta files made to the full one it builds on.
     pub(crate) fn members(
         &self,
         name: &str,
     ) -> Result<crate::members::NamedMembers<'static>, HostError> {
+        use crate::members::{decode_file, MembersFile, MAX_CHAIN};
+        let mut chain = Vec::new();
+        let mut name = name.to_string();
+        loop {
+            let path = self.file_path(MEMBERS, &name)?;
+            let bytes = fs::read(&path).map_err(|e| HostError::io("cannot read", &path, e))?;
+            let bad = |message: String| HostError::Record {
+                path: path.clone(),
+                message,
+            };
+            match decode_file(&bytes).map_err(bad)? {
+                MembersFile::Full(mut sets) => {
+                    chain.reverse();
+                    crate::members::patch(&mut sets, &chain)
+                        .map_err(|e| bad(format!("the delta files on it do not fit it: {e}")))?;
+                    return Ok(sets);
+                }
+                MembersFile::Delta { base, deltas, .. } => {
+                    if chain.len() > MAX_CHAIN as usize {
+                        return Err(bad("too many delta files in a row".into()));
+                    }
+                    chain.push(deltas);
+                    name = base;
+                }
+            }
+        }
+    }
+
+    /// How many delta files lead from members file `name` to a full one
+    /// (0: it is one).
+    pub(crate) fn members_depth(&self, name: &str) -> Result<u32, HostError> {
+        Ok(self.members_header(name)?.map_or(0, |(_, depth)| depth))
+    }
+
+    /// The base and depth of members file `name` when it is a delta file,
+    /// from its first bytes.
+    fn members_header(&self, name: &str) -> Result<Option<(String, u32)>, HostError> {
         let path = self.file_path(MEMBERS, name)?;
-        let bytes = fs::read(&path).map_err(|e| HostError::io("cannot read", &path, e))?;
-        crate::members::decode(&bytes).map_err(|message| HostError::Record { path, message })
+        let mut head = Vec::with_capacity(512);
+        File::open(&path)
+            .and_then(|f| f.take(512).read_to_end(&mut head))
+            .map_err(|e| HostError::io("cannot read", &path, e))?;
+        Ok(crate::members::delta_header(&head))
     }
 
     /// `dir/name`, for a name the records give (a plain file name only).
@@ -575,6 +616,27 @@ impl StateDir {
         }
         if let Some(m) = generation.and_then(|g| g.members) {
             keep.insert((MEMBERS, m.file));
+        }
+        // The files delta files build on.
+        let mut todo: Vec<String> = keep
+            .iter()
+            .filter(|(dir, _)| *dir == MEMBERS)
+            .map(|(_, name)| name.clone())
+            .collect();
+        while let Some(name) = todo.pop() {
+            if !self.path.join(MEMBERS).join(&name).exists() {
+                continue;
+            }
+            match self.members_header(&name) {
+                Ok(Some((base, _))) => {
+                    if keep.insert((MEMBERS, base.clone())) {
+                        todo.push(base);
+                    }
+                }
+                Ok(None) => {}
+                // Unreadable: keep everything.
+                Err(_) => return,
+            }
         }
         for dir in [STATES, MEMBERS] {
             let Ok(entries) = fs::read_dir(self.path.join(dir)) else {
@@ -667,6 +729,100 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o700
         );
+        fs::remove_dir_all(d.path()).unwrap();
+    }
+
+    #[test]
+    fn members_delta_files_build_on_their_base_and_keep_it_from_the_garbage() {
+        use crate::members::{self, MemberDelta, Members};
+        use std::borrow::Cow;
+        let d = tmp("members-chain");
+        let v4 = |v: &[(u32, u32)]| Members::V4(Cow::Owned(v.to_vec()));
+        let map = |v: &[(u32, u32, u64)]| Members::MapV4(Cow::Owned(v.to_vec()));
+        let full = vec![
+            (Cow::Borrowed("in4_single"), map(&[(1, 1, 7), (9, 9, 8)])),
+            (Cow::Borrowed("policy:web_v4"), v4(&[(1, 1), (9, 9)])),
+        ];
+        let base = d.store_members(&members::encode(&full)).unwrap();
+        assert_eq!(d.members_depth(&base).unwrap(), 0);
+        // Two delta files: 5 joins, then 1 leaves.
+        let step = |m: Members<'static>, add, delete| MemberDelta {
+            set: match m {
+                Members::MapV4(_) => "in4_single".into(),
+                _ => "policy:web_v4".into(),
+            },
+            add,
+            delete,
+        };
+        let one = d
+            .store_members(&members::encode_delta(
+                &base,
+                1,
+                &[
+                    step(map(&[]), map(&[(5, 5, 7)]), map(&[])),
+                    step(v4(&[]), v4(&[(5, 5)]), v4(&[])),
+                ],
+            ))
+            .unwrap();
+        let two = d
+            .store_members(&members::encode_delta(
+                &one,
+                2,
+                &[
+                    step(map(&[]), map(&[]), map(&[(1, 1, 7)])),
+                    step(v4(&[]), v4(&[]), v4(&[(1, 1)])),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(d.members_depth(&two).unwrap(), 2);
+        assert_eq!(
+            d.members(&two).unwrap(),
+            vec![
+                (Cow::Borrowed("in4_single"), map(&[(5, 5, 7), (9, 9, 8)])),
+                (Cow::Borrowed("policy:web_v4"), v4(&[(5, 5), (9, 9)])),
+            ]
+        );
+        assert_eq!(d.members(&base).unwrap(), full);
+        // A delta file on a base it does not fit is refused, not misread.
+        let bad = d
+            .store_members(&members::encode_delta(
+                &base,
+                1,
+                &[step(v4(&[]), v4(&[]), v4(&[(5, 5)]))],
+            ))
+            .unwrap();
+        let e = d.members(&bad).unwrap_err().to_string();
+        assert!(e.contains("do not fit"), "{e}");
+        // Only the last file is recorded: the garbage keeps its chain.
+        d.write_generation(&GenerationRecord {
+            version: RECORD_VERSION,
+            backend: "nft".into(),
+            key: "ms".into(),
+            generation: crate::Generation {
+                ruleset: "r".into(),
+                id: 1,
+            },
+            structure: None,
+            members: Some(MembersRecord {
+                structure: "s".into(),
+                file: two.clone(),
+            }),
+        })
+        .unwrap();
+        d.collect_garbage();
+        let mut left: Vec<String> = fs::read_dir(d.path().join(MEMBERS))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![base.clone(), one, two.clone()];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(d.members(&two).unwrap()[1].1, v4(&[(5, 5), (9, 9)]));
+        // A chain whose base is gone is an error that names the file.
+        fs::remove_file(d.path().join(MEMBERS).join(&base)).unwrap();
+        let e = d.members(&two).unwrap_err().to_string();
+        assert!(e.contains(&base), "{e}");
         fs::remove_dir_all(d.path()).unwrap();
     }
 
