@@ -32,8 +32,9 @@
 //!   their elements are the intervals of the exact partition of that
 //!   address space by every set the chain's rules match it against, each
 //!   mapped to the chain of its class, single addresses in a map of their
-//!   own (`_single`, a hash: one probe), wider intervals in an interval map
-//!   (`_range`, an rbtree). Classes whose decisions are alike share a chain,
+//!   own (`_single`, a hash of fixed size, see `single_map_size`: one
+//!   probe), wider intervals in an interval map (`_range`, an rbtree).
+//!   Classes whose decisions are alike share a chain,
 //!   named by a digest of what it decides (`in4_` and 16 hex digits), so
 //!   that names do not depend on where in the address space a class lies.
 //!   Addresses in none of those sets (the background: only rules that do
