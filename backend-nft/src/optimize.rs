@@ -34,9 +34,9 @@
 //!   mapped to the chain of its class, single addresses in a map of their
 //!   own (`_single`, a hash of fixed size, see `single_map_size`: one
 //!   probe), wider intervals in an interval map (`_range`, an rbtree).
-//!   Classes whose decisions are alike share a chain,
-//!   named by a digest of what it decides (`in4_` and 16 hex digits), so
-//!   that names do not depend on where in the address space a class lies.
+//!   Classes whose decisions are alike share a chain, named by a digest of
+//!   what it decides (`in4_` and 16 hex digits), so that names do not
+//!   depend on where in the address space a class lies.
 //!   Addresses in none of those sets (the background: only rules that do
 //!   not restrict the remote address apply, such as baseline ICMP and
 //!   egress) get no element; one `jump` after the lookup takes them, and
